@@ -312,7 +312,8 @@ typedef struct guardant_host_api {
    * operation is cancelled first. Returns NULL when refused. */
   guardant_resolve_op* (*resolve)(guardant_host* host, const char* name, guardant_family family,
                                   guardant_resolve_cb cb, void* user);
-  /* Loop thread. After it returns the resolve callback will not run. */
+  /* Loop thread. After it returns the resolve callback will not run. Must not
+   * be called once the callback started (the handle is invalid then). */
   void (*resolve_cancel)(guardant_host* host, guardant_resolve_op* op);
 } guardant_host_api;
 
