@@ -388,8 +388,13 @@ typedef const guardant_plugin_desc* (*guardant_plugin_init_fn)(const guardant_ho
 #if defined(__LP64__) || defined(_LP64)
 #if defined(__cplusplus)
 #define GUARDANT_STATIC_ASSERT(c, m) static_assert(c, m)
-#else
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 #define GUARDANT_STATIC_ASSERT(c, m) _Static_assert(c, m)
+#else /* C99: a negative array size fails the build */
+#define GUARDANT_SA_CAT2(a, b) a##b
+#define GUARDANT_SA_CAT(a, b) GUARDANT_SA_CAT2(a, b)
+#define GUARDANT_STATIC_ASSERT(c, m) \
+  typedef char GUARDANT_SA_CAT(guardant_abi_layout_check_, __LINE__)[(c) ? 1 : -1]
 #endif
 GUARDANT_STATIC_ASSERT(sizeof(guardant_check_request) == 56, "ABI: guardant_check_request");
 GUARDANT_STATIC_ASSERT(offsetof(guardant_check_request, check_id) == 8, "ABI");
