@@ -1,6 +1,7 @@
 #include "results/json_lines_sink.hpp"
 
-#include <boost/json/serialize.hpp>
+#include "results/json_text.hpp"
+
 #include <cerrno>
 #include <cstring>
 
@@ -20,7 +21,7 @@ JsonLinesSink::~JsonLinesSink() {
 }
 
 Status JsonLinesSink::write(const boost::json::object& record) {
-  auto line = boost::json::serialize(record);
+  auto line = to_json_text(record);
   line.push_back('\n');
   if (std::fwrite(line.data(), 1, line.size(), f_) != line.size() || std::fflush(f_) != 0)
     return Status::failure("io", "cannot write results to " + path_ + ": " + std::strerror(errno));

@@ -1,0 +1,329 @@
+#include "worker/worker_app.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <set>
+
+#include "core/asio_clock.hpp"
+#include "core/logging.hpp"
+#include "http/health_server.hpp"
+#include "metrics/worker_metrics.hpp"
+#include "plugins/plugin_registry.hpp"
+#include "results/check_record.hpp"
+#include "results/json_lines_sink.hpp"
+#include "results/json_text.hpp"
+#include "scheduler/check_runner.hpp"
+#include "scheduler/standalone_scheduler.hpp"
+
+#ifndef GUARDANT_INSTALL_PLUGIN_DIR
+#define GUARDANT_INSTALL_PLUGIN_DIR "/usr/lib/guardant/plugins"
+#endif
+
+namespace guardant::engine {
+namespace fs = std::filesystem;
+
+std::vector<std::string> default_plugin_dirs() {
+  std::vector<std::string> dirs{GUARDANT_INSTALL_PLUGIN_DIR};
+  std::error_code ec;
+  auto exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    // Build tree: build/engine/guardant-worker next to build/plugins.
+    auto build_dir = exe.parent_path().parent_path() / "plugins";
+    if (fs::is_directory(build_dir, ec)) dirs.push_back(build_dir.string());
+  }
+  return dirs;
+}
+
+namespace {
+
+// The parts every mode needs: one loop, its clock, the plugin host.
+struct EngineCore {
+  boost::asio::io_context io;
+  AsioClock clock{io};
+  HostRuntime host{io, clock};
+  WorkerMetrics metrics;
+  PluginRegistry registry{host};
+
+  EngineCore() {
+    host.on_late_completion = [this](const std::string& type) {
+      metrics.late_completion(type);
+      logger("scheduler")->debug("late completion of a {} check dropped", type);
+    };
+    host.on_duplicate_completion = [](const std::string& type) {
+      logger("plugins")->warn("a {} check was completed twice; the second result was dropped",
+                              type);
+    };
+  }
+
+  void load_plugins(const Config& config) {
+    auto dirs = config.plugins.dirs.empty() ? default_plugin_dirs() : config.plugins.dirs;
+    registry.load_dirs(dirs);
+    for (size_t i = 0; i < registry.refusals().size(); ++i) metrics.plugin_refused();
+    metrics.set_plugins_loaded(registry.plugins().size());
+  }
+
+  // Loaded probe types, narrowed by worker.capabilities / WORKER_CAPABILITIES.
+  std::vector<std::string> capabilities(const Config& config) const {
+    auto loaded = registry.type_names();
+    if (config.worker.capabilities.empty()) return loaded;
+    std::vector<std::string> out;
+    for (const auto& c : config.worker.capabilities) {
+      if (registry.has_type(c))
+        out.push_back(c);
+      else
+        logger("plugins")->warn("capability '{}' is configured but no loaded plugin provides it",
+                                c);
+    }
+    return out;
+  }
+};
+
+std::string describe_refusals(const PluginRegistry& registry) {
+  std::string s;
+  for (auto& r : registry.refusals()) s += "\n  refused " + r.path + ": " + r.reason;
+  return s;
+}
+
+// Metrics and slot gauges from the runner's events.
+class MetricsObserver final : public CheckObserver {
+ public:
+  explicit MetricsObserver(WorkerMetrics& m) : m_(m) {}
+  void on_slots_changed(size_t in_flight, size_t total) override {
+    m_.set_in_flight(in_flight);
+    m_.set_slots(total);
+  }
+  void on_finished(const CheckReport& r) override {
+    if (r.refused) {
+      m_.check_refused(r.job.type, r.refused->code);
+      return;
+    }
+    if (r.timed_out) m_.check_timed_out(r.job.type);
+    m_.check_finished(r.job.type, to_string(r.result.status), r.duration_ms() / 1000.0);
+  }
+
+ private:
+  WorkerMetrics& m_;
+};
+
+boost::json::array to_json(const std::vector<std::string>& v) {
+  boost::json::array a;
+  for (auto& s : v) a.emplace_back(s);
+  return a;
+}
+
+boost::json::array plugins_json(const PluginRegistry& registry) {
+  boost::json::array a;
+  for (auto& p : registry.plugins()) {
+    boost::json::array types;
+    for (auto& t : p.types) types.emplace_back(t.name);
+    a.push_back(boost::json::object{
+        {"name", p.name},
+        {"version", p.version},
+        {"abi", std::to_string(p.abi_major) + "." + std::to_string(p.abi_minor)},
+        {"types", std::move(types)},
+        {"path", p.path}});
+  }
+  return a;
+}
+
+RecordContext record_context(const Config& config, const PluginRegistry& registry,
+                             const std::string& type) {
+  RecordContext ctx;
+  ctx.worker_id = config.worker.id;
+  ctx.region = config.worker.region;
+  ctx.probe_type = type;
+  if (auto p = registry.plugin_for(type)) {
+    ctx.plugin_name = p->name;
+    ctx.plugin_version = p->version;
+  }
+  return ctx;
+}
+
+}  // namespace
+
+int WorkerApp::run() {
+  auto log = logger("worker");
+  if (config_.mode == WorkerMode::Queue) {
+    log->critical("queue mode is not available in this build yet; use mode = \"standalone\"");
+    return 2;
+  }
+  EngineCore core;
+  core.load_plugins(config_);
+  auto caps = core.capabilities(config_);
+  // Refuse to start without a probe type the config depends on.
+  for (const auto& t : config_.plugins.required) {
+    if (std::find(caps.begin(), caps.end(), t) == caps.end()) {
+      log->critical("probe type '{}' is required by the config but no loaded plugin provides it "
+                    "(capabilities: [{}]){}",
+                    t, fmt::join(caps, ", "), describe_refusals(core.registry));
+      return 1;
+    }
+  }
+
+  auto sink = JsonLinesSink::open(config_.results.jsonl_path.empty() ? "-"
+                                                                      : config_.results.jsonl_path);
+  if (!sink) {
+    log->critical("{}", sink.error().message);
+    return 1;
+  }
+
+  MetricsObserver observer(core.metrics);
+  CheckRunner runner(core.registry, core.clock, config_.worker.concurrency, &observer);
+  core.metrics.set_slots(runner.slots());
+
+  const auto started_at = core.clock.now();
+  bool draining = false;
+  std::set<std::string> invalid_reported;
+
+  StandaloneScheduler scheduler(
+      core.clock, runner, config_.monitors,
+      std::chrono::milliseconds(config_.worker.default_timeout_ms),
+      [&](const MonitorSettings& m, const CheckReport& r) {
+        if (r.refused && r.refused->code == "shutting_down") return;
+        if (r.refused && invalid_reported.insert(m.id).second)
+          log->error("monitor {} (line {}): check refused: {}", m.id, m.line, r.refused->message);
+        auto ctx = record_context(config_, core.registry, m.type);
+        ctx.service_id = m.id;
+        ctx.nest_id = m.nest_id;
+        ctx.checked_at_ms = r.finished_wall_ms;
+        if (auto st = sink->write(make_check_record(r.result, ctx)); !st)
+          log->error("{}", st.error().message);
+      });
+
+  HealthCallbacks source(
+      [&] {
+        auto uptime = std::chrono::duration<double>(core.clock.now() - started_at).count();
+        boost::json::array refused;
+        for (auto& r : core.registry.refusals())
+          refused.push_back(boost::json::object{{"path", r.path}, {"reason", r.reason}});
+        return boost::json::object{
+            {"status", draining ? "draining" : "ok"},
+            {"workerId", config_.worker.id},
+            {"region", config_.worker.region},
+            {"version", GUARDANT_VERSION},
+            {"mode", "standalone"},
+            {"uptime", uptime},
+            {"capabilities", to_json(caps)},
+            {"plugins", plugins_json(core.registry)},
+            {"refusedPlugins", std::move(refused)},
+            {"inFlight", runner.in_flight()},
+            {"queued", runner.queued()},
+            {"slots", runner.slots()},
+            {"monitors", config_.monitors.size()},
+            {"redis", nullptr}};
+      },
+      [&] {
+        if (draining) return Readiness{false, "draining"};
+        if (core.registry.plugins().empty()) return Readiness{false, "no probe plugins loaded"};
+        return Readiness{true, ""};
+      },
+      [&] { return core.metrics.render(); });
+
+  std::unique_ptr<HealthServer> health;
+  if (config_.health.enabled) {
+    health = std::make_unique<HealthServer>(core.io, config_.health.bind, config_.health.port,
+                                            source);
+    if (auto st = health->start(); !st) {
+      log->critical("{}", st.error().message);
+      return 1;
+    }
+    log->info("health endpoints on http://{}:{}/health", config_.health.bind, health->port());
+  }
+
+  int exit_code = 0;
+  boost::asio::signal_set signals(core.io, SIGTERM, SIGINT);
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      if (draining) {
+        log->warn("second signal ({}): stopping now", sig);
+        core.io.stop();
+        return;
+      }
+      draining = true;
+      log->info("signal {}: draining {} check(s) in flight (up to {} ms)", sig, runner.in_flight(),
+                config_.worker.drain_timeout_ms);
+      scheduler.stop();
+      wait_signal();
+      runner.drain(std::chrono::milliseconds(config_.worker.drain_timeout_ms), [&] {
+        log->info("drained; exiting");
+        signals.cancel();
+        if (health) health->stop();
+        core.io.stop();
+      });
+    });
+  };
+  wait_signal();
+
+  log->info("worker {} (region {}) started in standalone mode: {} monitor(s), {} slot(s), "
+            "capabilities [{}]",
+            config_.worker.id, config_.worker.region, config_.monitors.size(), runner.slots(),
+            fmt::join(caps, ", "));
+  scheduler.start();
+  core.host.set_loop_thread(std::this_thread::get_id());
+  core.io.run();
+  core.host.begin_shutdown();
+  return exit_code;
+}
+
+int list_plugins(const Config& config, std::ostream& out) {
+  EngineCore core;
+  core.load_plugins(config);
+  auto plugins = core.registry.plugins();
+  for (auto& p : plugins) {
+    out << p.name << " " << p.version << "\n";
+    out << "  abi:   " << p.abi_major << "." << p.abi_minor
+        << " (needs host >= " << p.abi_major << "." << p.min_host_abi_minor << ")\n";
+    out << "  path:  " << p.path << "\n";
+    if (!p.description.empty()) out << "  about: " << p.description << "\n";
+    for (auto& t : p.types) out << "  type:  " << t.name << (t.description.empty() ? "" : " — ") << t.description << "\n";
+  }
+  for (auto& r : core.registry.refusals()) out << "refused " << r.path << ": " << r.reason << "\n";
+  if (plugins.empty()) out << "no plugins loaded\n";
+  return plugins.empty() ? 1 : 0;
+}
+
+int probe_once(const Config& config, const std::string& type, const std::string& target,
+               const std::string& config_json, uint32_t timeout_ms, std::ostream& out) {
+  EngineCore core;
+  core.load_plugins(config);
+  if (!core.registry.has_type(type)) {
+    std::cerr << "no loaded plugin provides probe type '" << type << "'"
+              << describe_refusals(core.registry) << "\n";
+    return 2;
+  }
+  CheckRunner runner(core.registry, core.clock, 1);
+  std::optional<CheckReport> report;
+  CheckJob job;
+  job.check_id = "cli:1";
+  job.type = type;
+  job.target = target;
+  job.config_json = config_json;
+  job.timeout = std::chrono::milliseconds(timeout_ms ? timeout_ms : config.worker.default_timeout_ms);
+  runner.submit(job, [&](CheckReport r) {
+    report = std::move(r);
+    core.io.stop();
+  });
+  if (!report) core.io.run();
+  if (!report) return 2;
+  if (report->refused) {
+    std::cerr << "check refused (" << report->refused->code << "): " << report->refused->message
+              << "\n";
+    return 2;
+  }
+  auto ctx = record_context(config, core.registry, type);
+  ctx.service_id = "cli";
+  ctx.checked_at_ms = report->finished_wall_ms;
+  out << to_json_text(make_check_record(report->result, ctx)) << "\n";
+  auto s = report->result.status;
+  return (s == CheckStatus::Up || s == CheckStatus::Degraded) ? 0 : 1;
+}
+
+}  // namespace guardant::engine
