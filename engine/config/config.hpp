@@ -121,7 +121,7 @@ EnvLookup process_env();
 // Reads, validates and applies env overrides (REDIS_HOST REDIS_PORT
 // REDIS_PASSWORD WORKER_ID WORKER_CONCURRENCY WORKER_REGION
 // WORKER_CAPABILITIES HEALTH_PORT LOG_LEVEL). Error messages look like
-//   worker.toml:12:15: worker.concurrency: expected a positive integer, got "ten"
+//   worker.toml:12:15: worker.concurrency: expected a positive integer, got string "ten"
 Result<Config> load_config(const std::string& path, const EnvLookup& env);
 // Same, from TOML text (tests); `name` is used in messages.
 Result<Config> parse_config(const std::string& toml_text, const std::string& name,
