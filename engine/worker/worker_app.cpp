@@ -234,7 +234,6 @@ int WorkerApp::run() {
       log->critical("{}", st.error().message);
       return 1;
     }
-    log->info("health endpoints on http://{}:{}/health", config_.health.bind, health->port());
   }
 
   int exit_code = 0;
