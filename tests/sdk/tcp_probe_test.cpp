@@ -1,0 +1,390 @@
+// The `tcp` probe, loaded from the built probe_tcp.so through the fake host
+// exactly as a third-party plugin would be. Every target is on loopback: the
+// tests never leave the machine.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <guardant/fake_host.hpp>
+#include <guardant/json.hpp>
+#include <string>
+#include <vector>
+
+using guardant::Status;
+using guardant::testing::CheckRun;
+using guardant::testing::FakeHost;
+using namespace std::chrono_literals;
+namespace json = guardant::json;
+
+namespace {
+
+const std::string kPluginPath = std::string(GUARDANT_TEST_PLUGIN_DIR) + "/probe_tcp.so";
+
+// Owns a descriptor.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    reset();
+    fd_ = std::exchange(o.fd_, -1);
+    return *this;
+  }
+  ~Fd() { reset(); }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+struct Listener {
+  Fd fd;
+  uint16_t port = 0;
+  std::string error;  // why it could not be opened
+};
+
+// A socket bound to `addr` port 0; listening with `backlog` unless < 0.
+Listener open_listener(int family, const char* addr, int backlog) {
+  Listener l;
+  l.fd = Fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (l.fd.get() < 0) {
+    l.error = std::string("socket: ") + std::strerror(errno);
+    return l;
+  }
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (family == AF_INET6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    s6->sin6_family = AF_INET6;
+    inet_pton(AF_INET6, addr, &s6->sin6_addr);
+    len = sizeof *s6;
+  } else {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+    s4->sin_family = AF_INET;
+    inet_pton(AF_INET, addr, &s4->sin_addr);
+    len = sizeof *s4;
+  }
+  if (::bind(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), len) < 0) {
+    l.error = std::string("bind ") + addr + ": " + std::strerror(errno);
+    l.fd.reset();
+    return l;
+  }
+  if (backlog >= 0 && ::listen(l.fd.get(), backlog) < 0) {
+    l.error = std::string("listen: ") + std::strerror(errno);
+    l.fd.reset();
+    return l;
+  }
+  len = sizeof ss;
+  getsockname(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+  l.port = ntohs(family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                    : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return l;
+}
+
+// A loopback port nobody listens on: bound, then closed.
+uint16_t closed_port() {
+  Listener l = open_listener(AF_INET, "127.0.0.1", -1);
+  EXPECT_TRUE(l.error.empty()) << l.error;
+  return l.port;
+}
+
+size_t open_fd_count() {
+  size_t n = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (readdir(d)) ++n;
+    closedir(d);
+  }
+  return n;
+}
+
+// A loopback listener whose accept queue is full, so that a new connect to it
+// stays pending (the kernel drops the SYN): a connect timeout without leaving
+// the machine. `error` says why it could not be arranged.
+struct FullBacklog {
+  Listener listener;
+  std::vector<Fd> fillers;
+  std::string error;
+};
+
+FullBacklog fill_backlog() {
+  FullBacklog b;
+  b.listener = open_listener(AF_INET, "127.0.0.1", 0);
+  if (!b.listener.error.empty()) {
+    b.error = b.listener.error;
+    return b;
+  }
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(b.listener.port);
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  for (int i = 0; i < 32; ++i) {
+    Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0 &&
+        errno != EINPROGRESS) {
+      b.error = std::string("filler connect: ") + std::strerror(errno);
+      return b;
+    }
+    pollfd p{s.get(), POLLOUT, 0};
+    int ready = ::poll(&p, 1, 200);
+    b.fillers.push_back(std::move(s));
+    if (ready == 0) return b;  // this one stays pending: the queue is full
+  }
+  b.error = "the kernel completed 32 connects to a listen(fd, 0) socket that never accepts";
+  return b;
+}
+
+class TcpProbe : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    desc_ = host_.load(kPluginPath);
+    ASSERT_NE(desc_, nullptr) << host_.last_error();
+  }
+  void TearDown() override {
+    host_.settle();
+    // The C++ layer's RAII must have handed everything back to the host.
+    EXPECT_EQ(host_.outstanding_timers(), 0u);
+    EXPECT_EQ(host_.outstanding_watches(), 0u);
+    EXPECT_EQ(host_.outstanding_resolves(), 0u);
+    EXPECT_EQ(host_.outstanding_checks(), 0u);
+    for (const auto& v : host_.violations()) ADD_FAILURE() << "host contract violation: " << v;
+  }
+  CheckRun run(const std::string& target, const std::string& config = "{}",
+               std::chrono::nanoseconds timeout = 5s) {
+    return host_.run_check("tcp", target, config, timeout);
+  }
+
+  FakeHost host_;
+  const guardant_plugin_desc* desc_ = nullptr;
+};
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+}  // namespace
+
+TEST_F(TcpProbe, DescribesItself) {
+  EXPECT_STREQ(desc_->name, "guardant-tcp");
+  EXPECT_STREQ(desc_->version, GUARDANT_EXPECTED_PLUGIN_VERSION);
+  ASSERT_EQ(desc_->probe_type_count, 1u);
+  const guardant_probe_type& t = desc_->probe_types[0];
+  EXPECT_STREQ(t.name, "tcp");
+  EXPECT_EQ(t.capability_flags, GUARDANT_CAP_IPV4 | GUARDANT_CAP_IPV6);
+  ASSERT_NE(t.options_schema_json, nullptr);
+  auto schema = json::parse(t.options_schema_json);
+  EXPECT_TRUE(schema["properties"]["timeout"].is_object());
+  EXPECT_TRUE(schema["properties"]["ipFamily"].is_object());
+}
+
+TEST_F(TcpProbe, UpAgainstALocalListener) {
+  Listener l = open_listener(AF_INET, "127.0.0.1", 16);
+  ASSERT_TRUE(l.error.empty()) << l.error;
+  const std::string endpoint = "127.0.0.1:" + std::to_string(l.port);
+  size_t fds_before = open_fd_count();
+
+  CheckRun r = run(endpoint, R"({"timeout":2000})");
+  ASSERT_TRUE(r.started()) << r.start_error;
+  EXPECT_TRUE(r.completed);
+  EXPECT_FALSE(r.timed_out);
+  ASSERT_EQ(r.status, Status::Up) << r.message;
+  EXPECT_GT(r.response_time_ms, 0.0);
+  EXPECT_LT(r.response_time_ms, 1000.0);
+  EXPECT_TRUE(starts_with(r.message, "connected to " + endpoint + " in ")) << r.message;
+  EXPECT_NE(r.message.find(" ms"), std::string::npos) << r.message;
+  EXPECT_TRUE(r.failure_reason.empty());
+
+  auto d = r.details();
+  EXPECT_EQ(d["ip"].as_string(), "127.0.0.1");
+  EXPECT_EQ(d["family"].as_int64(), 4);
+  EXPECT_EQ(d["port"].as_int64(), l.port);
+
+  ASSERT_TRUE(r.timings.has_value());
+  EXPECT_GE(r.timings->resolve_ms, 0.0);
+  EXPECT_DOUBLE_EQ(r.timings->connect_ms, r.response_time_ms);
+  EXPECT_GE(r.timings->total_ms, r.timings->connect_ms + r.timings->resolve_ms - 1e-6);
+  EXPECT_LT(r.timings->tls_ms, 0.0);  // did not happen
+
+  host_.settle();
+  EXPECT_EQ(open_fd_count(), fds_before) << "the probe leaked a socket";
+}
+
+TEST_F(TcpProbe, UpThroughAHostName) {
+  Listener l = open_listener(AF_INET, "127.0.0.1", 16);
+  ASSERT_TRUE(l.error.empty()) << l.error;
+  CheckRun r = run("localhost:" + std::to_string(l.port), R"({"ipFamily":"ipv4"})");
+  ASSERT_EQ(r.status, Status::Up) << r.message;
+  EXPECT_EQ(r.details()["ip"].as_string(), "127.0.0.1");
+}
+
+TEST_F(TcpProbe, ClosedPortIsRefused) {
+  uint16_t port = closed_port();
+  CheckRun r = run("127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(r.started()) << r.start_error;
+  EXPECT_EQ(r.status, Status::Down);
+  EXPECT_EQ(r.failure_reason, "connect_refused") << r.failure_detail;
+  EXPECT_EQ(r.failure_phase, "connect");
+  EXPECT_NE(r.failure_detail.find("refused"), std::string::npos) << r.failure_detail;
+  EXPECT_EQ(r.details()["port"].as_int64(), port);
+  ASSERT_TRUE(r.timings.has_value());
+  EXPECT_GE(r.timings->connect_ms, 0.0);
+}
+
+TEST_F(TcpProbe, UpOnIpv6Loopback) {
+  Listener l = open_listener(AF_INET6, "::1", 16);
+  if (!l.error.empty()) GTEST_SKIP() << "no IPv6 loopback on this machine: " << l.error;
+  const std::string endpoint = "[::1]:" + std::to_string(l.port);
+  CheckRun r = run(endpoint);
+  ASSERT_EQ(r.status, Status::Up) << r.message;
+  EXPECT_TRUE(starts_with(r.message, "connected to " + endpoint + " in ")) << r.message;
+  EXPECT_EQ(r.details()["ip"].as_string(), "::1");
+  EXPECT_EQ(r.details()["family"].as_int64(), 6);
+  // Asking for IPv6 explicitly works too.
+  r = run(endpoint, R"({"ipFamily":"ipv6"})");
+  EXPECT_EQ(r.status, Status::Up) << r.message;
+}
+
+TEST_F(TcpProbe, UnresolvableNameIsNxdomain) {
+  CheckRun r = run("does-not-exist.invalid:80", "{}", 30s);
+  ASSERT_TRUE(r.started()) << r.start_error;
+  if (r.failure_reason == "dns_error" || r.failure_reason == "dns_timeout")
+    GTEST_SKIP() << "no working resolver here: " << r.failure_detail;
+  EXPECT_EQ(r.status, Status::Down);
+  EXPECT_EQ(r.failure_reason, "dns_nxdomain") << r.failure_detail;
+  EXPECT_EQ(r.failure_phase, "resolve");
+  EXPECT_NE(r.failure_detail.find("does-not-exist.invalid"), std::string::npos);
+  ASSERT_TRUE(r.timings.has_value());
+  EXPECT_GE(r.timings->resolve_ms, 0.0);
+  EXPECT_LT(r.timings->connect_ms, 0.0);  // never got there
+}
+
+TEST_F(TcpProbe, BadTargetsAreInvalidConfig) {
+  struct Case {
+    std::string target;
+    std::string expected;
+  };
+  const Case cases[] = {
+      {"nohost", "target 'nohost' has no port; expected host:port or [ipv6]:port"},
+      {"host:99999", "target 'host:99999': port must be a number between 1 and 65535"},
+      {"host:0", "port must be a number between 1 and 65535"},
+      {"host:http", "port must be a number between 1 and 65535"},
+      {"host:", "has no port"},
+      {"::1:80", "an IPv6 address must be in brackets, e.g. [::1]:443"},
+      {"[::1]", "has no port"},
+      {"[::1:80", "has no closing ']'"},
+      {"[example.com]:80", "'example.com' is not an IPv6 address"},
+      {":80", "has no host"},
+      {"bad host:80", "invalid character in host name"},
+      {"", "target is empty"},
+  };
+  for (const auto& c : cases) {
+    CheckRun r = run(c.target);
+    EXPECT_EQ(r.start_rc, GUARDANT_ERR_INVALID_CONFIG) << c.target;
+    EXPECT_NE(r.start_error.find(c.expected), std::string::npos)
+        << "target '" << c.target << "' gave: " << r.start_error;
+  }
+}
+
+TEST_F(TcpProbe, WrongOptionsAreInvalidConfigNamingTheOption) {
+  uint16_t port = closed_port();
+  const std::string target = "127.0.0.1:" + std::to_string(port);
+  struct Case {
+    std::string config;
+    std::string expected;
+  };
+  const Case cases[] = {
+      {R"({"timeout":"ten"})", "option 'timeout' must be a number, got string"},
+      {R"({"timeout":0})", "option 'timeout' must be a number between 1 and 600000"},
+      {R"({"timeout":-5})", "option 'timeout' must be a number between 1 and 600000"},
+      {R"({"ipFamily":"ipx"})", R"(option 'ipFamily' must be one of "auto", "ipv4", "ipv6")"},
+      {R"({"ipFamily":6})", "option 'ipFamily' must be one of"},
+      {"[]", "config must be a JSON object, got array"},
+      {"{oops", "config is not valid JSON"},
+  };
+  for (const auto& c : cases) {
+    CheckRun r = run(target, c.config);
+    EXPECT_EQ(r.start_rc, GUARDANT_ERR_INVALID_CONFIG) << c.config;
+    EXPECT_NE(r.start_error.find(c.expected), std::string::npos)
+        << "config " << c.config << " gave: " << r.start_error;
+  }
+}
+
+TEST_F(TcpProbe, AddressLiteralOfTheOtherFamilyIsInvalidConfig) {
+  CheckRun r = run("127.0.0.1:80", R"({"ipFamily":"ipv6"})");
+  EXPECT_EQ(r.start_rc, GUARDANT_ERR_INVALID_CONFIG);
+  EXPECT_NE(r.start_error.find("option 'ipFamily'"), std::string::npos) << r.start_error;
+  r = run("[::1]:80", R"({"ipFamily":"ipv4"})");
+  EXPECT_EQ(r.start_rc, GUARDANT_ERR_INVALID_CONFIG);
+}
+
+TEST_F(TcpProbe, UnknownOptionsAreNotAnError) {
+  Listener l = open_listener(AF_INET, "127.0.0.1", 16);
+  ASSERT_TRUE(l.error.empty()) << l.error;
+  CheckRun r = run("127.0.0.1:" + std::to_string(l.port), R"({"timeout":1000,"tiemout":5})");
+  EXPECT_EQ(r.status, Status::Up) << r.start_error << r.message;
+}
+
+TEST_F(TcpProbe, ConnectTimeoutAgainstAFullBacklog) {
+  FullBacklog b = fill_backlog();
+  if (!b.error.empty()) GTEST_SKIP() << "cannot make a connect hang on loopback: " << b.error;
+  size_t fds_before = open_fd_count();
+  CheckRun r = run("127.0.0.1:" + std::to_string(b.listener.port), R"({"timeout":300})", 5s);
+  ASSERT_TRUE(r.started()) << r.start_error;
+  EXPECT_FALSE(r.timed_out) << "the probe must answer before the host's deadline";
+  EXPECT_EQ(r.status, Status::Down);
+  EXPECT_EQ(r.failure_reason, "connect_timeout") << r.failure_detail;
+  EXPECT_EQ(r.failure_phase, "connect");
+  EXPECT_NE(r.failure_detail.find("127.0.0.1:" + std::to_string(b.listener.port)),
+            std::string::npos);
+  EXPECT_GE(r.response_time_ms, 299.0);
+  EXPECT_LT(r.elapsed_ms, 2000.0);
+  host_.settle();
+  EXPECT_EQ(open_fd_count(), fds_before) << "the probe leaked its socket";
+}
+
+TEST_F(TcpProbe, HostDeadlineBoundsTheCheckTimeout) {
+  FullBacklog b = fill_backlog();
+  if (!b.error.empty()) GTEST_SKIP() << "cannot make a connect hang on loopback: " << b.error;
+  // No timeout option and a 1 s host deadline: the probe must end on its own,
+  // with the precise reason, a little (50 ms) before the host gives up.
+  const std::string target = "127.0.0.1:" + std::to_string(b.listener.port);
+  CheckRun r = run(target, "{}", 1s);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.failure_reason, "connect_timeout") << r.failure_detail;
+  EXPECT_LT(r.elapsed_ms, 1000.0);
+  EXPECT_GT(r.elapsed_ms, 800.0);
+  // A timeout option longer than the deadline is capped the same way.
+  r = run(target, R"({"timeout":60000})", 1s);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.failure_reason, "connect_timeout") << r.failure_detail;
+  EXPECT_LT(r.elapsed_ms, 1000.0);
+}
+
+TEST_F(TcpProbe, CancelClosesTheSocketAndReleasesEverything) {
+  FullBacklog b = fill_backlog();
+  if (!b.error.empty()) GTEST_SKIP() << "cannot make a connect hang on loopback: " << b.error;
+  size_t fds_before = open_fd_count();
+  uint64_t id = host_.start_check("tcp", "127.0.0.1:" + std::to_string(b.listener.port),
+                                  R"({"timeout":10000})", 20s);
+  // Let it resolve and start connecting.
+  host_.run_until([&] { return host_.outstanding_watches() == 1; }, 2s);
+  EXPECT_EQ(host_.outstanding_watches(), 1u);
+  EXPECT_EQ(host_.outstanding_timers(), 1u);
+  EXPECT_EQ(open_fd_count(), fds_before + 1);
+  host_.cancel(id);
+  host_.settle();
+  CheckRun r = host_.check_run(id);
+  EXPECT_TRUE(r.released);
+  EXPECT_EQ(r.status, Status::Inconclusive);
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
