@@ -83,9 +83,9 @@ guardant_timer* api_timer_start(guardant_host* h, int64_t delay_ns, guardant_tim
                                 void* user) {
   if (!cb || !loop_only(h, "timer_start")) return nullptr;
   auto* t = new guardant_timer{h};
-  h->activity.timers++;
+  h->activity.timers.insert(t);
   t->id = rt(h).clock().call_after(Nanos{delay_ns < 0 ? 0 : delay_ns}, [t, cb, user] {
-    t->host->activity.timers--;
+    t->host->activity.timers.erase(t);
     delete t;  // the handle is invalid once the callback starts
     cb(user);
   });
@@ -95,7 +95,7 @@ guardant_timer* api_timer_start(guardant_host* h, int64_t delay_ns, guardant_tim
 void api_timer_cancel(guardant_host* h, guardant_timer* t) {
   if (!t || !loop_only(h, "timer_cancel")) return;
   if (rt(h).clock().cancel(t->id)) {
-    h->activity.timers--;
+    h->activity.timers.erase(t);
     delete t;
   }
 }
@@ -137,9 +137,10 @@ guardant_fd_watch* api_fd_watch(guardant_host* h, int fd, uint32_t events, guard
     logger("plugins")->error("plugin {}: cannot watch fd {}: {}", h->plugin_name, fd, e.what());
     return nullptr;
   }
-  h->activity.watches++;
   arm_watch(w);
-  return new guardant_fd_watch{std::move(w)};
+  auto* handle = new guardant_fd_watch{std::move(w)};
+  h->activity.watches.insert(handle);
+  return handle;
 }
 
 guardant_rc api_fd_watch_update(guardant_host* h, guardant_fd_watch* handle, uint32_t events) {
@@ -156,7 +157,7 @@ void api_fd_unwatch(guardant_host* h, guardant_fd_watch* handle) {
   // release() cancels pending waits and gives the fd back without closing it:
   // the plugin owns its descriptors.
   w.sd.release();
-  h->activity.watches--;
+  h->activity.watches.erase(handle);
   delete handle;
 }
 
@@ -180,7 +181,7 @@ guardant_rc api_complete(guardant_host* h, guardant_check* check,
   auto copy = copy_result(result);
   // Deliver on the loop, never re-entrantly from inside start_check.
   boost::asio::post(rt(h).io(), [h, check, copy = std::move(copy)]() mutable {
-    h->activity.checks--;
+    h->activity.checks.erase(check);
     if (check->abandoned) {
       if (rt(h).on_late_completion) rt(h).on_late_completion(check->type_name);
     } else if (check->on_complete) {

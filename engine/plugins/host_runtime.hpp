@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_set>
 
 #include "core/check_result.hpp"
 #include "core/clock.hpp"
@@ -21,14 +22,27 @@
 namespace guardant::engine {
 class HostRuntime;
 
-// Outstanding work of one plugin. Loop thread only (checks is atomic because
-// completion may be reported from plugin threads).
+}  // namespace guardant::engine
+struct guardant_check;
+struct guardant_timer;
+struct guardant_fd_watch;
+struct guardant_resolve_op;
+
+namespace guardant::engine {
+// Outstanding work of one plugin. Loop thread only: completions from plugin
+// threads are posted to the loop before they touch it.
 struct PluginActivity {
-  std::atomic<size_t> checks{0};
-  size_t timers = 0;
-  size_t watches = 0;
+  // Started and not yet released by complete(); owned here, so a handle a
+  // plugin never releases stays reachable instead of leaking.
+  std::unordered_set<guardant_check*> checks;
+  // Likewise for timers and fd watches; resolves only need counting (the
+  // pending resolver handler owns its state).
+  std::unordered_set<guardant_timer*> timers;
+  std::unordered_set<guardant_fd_watch*> watches;
   size_t resolves = 0;
-  bool idle() const { return checks == 0 && timers == 0 && watches == 0 && resolves == 0; }
+  bool idle() const {
+    return checks.empty() && timers.empty() && watches.empty() && resolves == 0;
+  }
 };
 }  // namespace guardant::engine
 

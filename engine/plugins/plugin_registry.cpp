@@ -99,13 +99,11 @@ PluginRegistry::PluginRegistry(HostRuntime& runtime) : runtime_(runtime) {}
 PluginRegistry::~PluginRegistry() {
   if (auto kept = unload_idle())
     logger("plugins")->warn("{} plugin(s) still had work outstanding and stay loaded", kept);
-  // Plugins with outstanding work are never dlclose'd: their code may still
-  // be referenced by a pending callback. Leak the handles on purpose.
-  for (auto& p : plugins_) {
-    auto* leaked = new boost::dll::shared_library(std::move(p->lib));
-    (void)leaked;
-    p.release();
-  }
+  // Plugins with outstanding work are never dlclose'd: their code (and the
+  // check handles they hold) may still be used by a late callback. They move
+  // to a process-lifetime list, reachable rather than leaked.
+  static auto* still_busy = new std::vector<std::unique_ptr<Loaded>>();
+  for (auto& p : plugins_) still_busy->push_back(std::move(p));
 }
 
 Status PluginRegistry::refuse(const std::string& path, std::string reason) {
@@ -237,7 +235,7 @@ Result<RunningCheck> PluginRegistry::start_check(const CheckRequest& req,
   check->type_name = req.type;
   check->type = type;
   check->on_complete = std::move(on_complete);
-  plugin->ctx.activity.checks++;
+  plugin->ctx.activity.checks.insert(check);
 
   guardant_check_request r{};
   r.struct_size = sizeof r;
@@ -261,7 +259,7 @@ Result<RunningCheck> PluginRegistry::start_check(const CheckRequest& req,
     check->abandoned = true;
     check->on_complete = nullptr;
   } else {
-    plugin->ctx.activity.checks--;
+    plugin->ctx.activity.checks.erase(check);
     delete check;
   }
   if (rc == GUARDANT_ERR_INVALID_CONFIG)
@@ -299,7 +297,7 @@ std::optional<PluginInfo> PluginRegistry::plugin_for(const std::string& type) co
 
 size_t PluginRegistry::outstanding_checks() const {
   size_t n = 0;
-  for (auto& p : plugins_) n += p->ctx.activity.checks;
+  for (auto& p : plugins_) n += p->ctx.activity.checks.size();
   return n;
 }
 
@@ -311,7 +309,7 @@ size_t PluginRegistry::unload_idle() {
       auto& a = p->ctx.activity;
       logger("plugins")->warn(
           "not unloading {}: {} checks, {} timers, {} watches, {} resolves outstanding",
-          p->info.name, a.checks.load(), a.timers, a.watches, a.resolves);
+          p->info.name, a.checks.size(), a.timers.size(), a.watches.size(), a.resolves);
       ++kept;
       ++it;
       continue;

@@ -62,6 +62,14 @@ struct EngineCore {
     };
   }
 
+  // Deliver what is still posted (plugin completions, the C++ layer's
+  // deferred deletes) before the registry unloads plugins. Runners abandon
+  // their checks when destroyed, so nothing is delivered into them.
+  ~EngineCore() {
+    io.restart();
+    io.poll();
+  }
+
   void load_plugins(const Config& config) {
     auto dirs = config.plugins.dirs.empty() ? default_plugin_dirs() : config.plugins.dirs;
     registry.load_dirs(dirs);

@@ -29,6 +29,10 @@ struct Harness {
   int late = 0;
   int duplicates = 0;
 
+  // Runs what is still posted (completions, deferred deletes of C++-layer
+  // checks) before the registry and the loop go away.
+  ~Harness() { settle(); }
+
   Harness() : clock(make_clock()) {
     runtime.on_late_completion = [this](const std::string&) { ++late; };
     runtime.on_duplicate_completion = [this](const std::string&) { ++duplicates; };

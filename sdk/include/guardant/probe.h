@@ -366,6 +366,9 @@ typedef struct guardant_plugin_desc {
   const char* version; /* e.g. "1.0.0" */
   const char* description;
   size_t probe_type_count;
+  /* The entries are probe_types[0].struct_size bytes apart (not the host's
+   * sizeof), so a plugin built against a later minor with larger entries is
+   * still walked correctly. All entries have the same struct_size. */
   const guardant_probe_type* probe_types;
   /* Loop thread; may be NULL. Called once before the host unloads the plugin,
    * only when the plugin has no checks, timers, watches or resolves

@@ -19,6 +19,7 @@
 
 #include <guardant/probe.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -336,8 +337,7 @@ class Check {
   // Any thread (but one thread at a time). Single-shot: only the first call
   // delivers; later calls are ignored.
   void complete(const Result& r) noexcept {
-    if (completed_ || !handle_) return;
-    completed_ = true;
+    if (completed_.exchange(true) || !handle_) return;
     guardant_timings t{};
     guardant_check_result c{};
     c.struct_size = sizeof c;
@@ -367,10 +367,12 @@ class Check {
       c.timings = &t;
     }
     auto* a = Host::api();
-    guardant_check* h = handle_;
-    handle_ = nullptr;  // released by complete()
-    a->complete(a->host, h, &c);
+    // complete() releases the handle; handle_ is never read again after the
+    // exchange above, so it needs no reset (and no second atomic).
+    a->complete(a->host, handle_, &c);
     // Delete on the loop, after whatever callback we are in has returned.
+    // If the host refuses the post it is shutting down; the object is then
+    // left for process exit rather than deleted under a running callback.
     Host::post([this] { delete this; });
   }
   bool completed() const noexcept { return completed_; }
@@ -385,7 +387,8 @@ class Check {
   friend struct ProbeTypeOps;
   Request request_;
   guardant_check* handle_ = nullptr;
-  bool completed_ = false;
+  // Atomic: a plugin thread may complete while the loop checks it in a callback.
+  std::atomic<bool> completed_{false};
 };
 
 namespace detail {
