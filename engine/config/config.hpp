@@ -18,7 +18,7 @@ namespace guardant::engine {
 enum class WorkerMode { Standalone, Queue };
 
 struct WorkerSettings {
-  std::string id;                         // default: the host name
+  std::string id;  // default: the host name
   std::string region = "default";
   uint32_t concurrency = 50;              // concurrent checks (slots)
   std::vector<std::string> capabilities;  // empty: every loaded probe type
@@ -27,8 +27,8 @@ struct WorkerSettings {
 };
 
 struct LogSettings {
-  std::string level = "info";  // trace|debug|info|warn|error|critical|off
-  std::string format = "text"; // text|json
+  std::string level = "info";   // trace|debug|info|warn|error|critical|off
+  std::string format = "text";  // text|json
 };
 
 struct PluginSettings {
@@ -93,10 +93,10 @@ struct MonitorSettings {
   std::string type;
   std::string target;
   std::chrono::milliseconds interval{60'000};
-  uint32_t timeout_ms = 0;           // 0: worker.default_timeout_ms
-  std::string config_json = "{}";    // the [monitor.config] table as JSON
-  std::string nest_id;               // optional, copied into results
-  int64_t line = 0;                  // where it was declared, for messages
+  uint32_t timeout_ms = 0;         // 0: worker.default_timeout_ms
+  std::string config_json = "{}";  // the [monitor.config] table as JSON
+  std::string nest_id;             // optional, copied into results
+  int64_t line = 0;                // where it was declared, for messages
 };
 
 struct Config {

@@ -12,10 +12,14 @@ enum class CheckStatus { Up, Down, Degraded, Inconclusive };
 
 inline std::string_view to_string(CheckStatus s) {
   switch (s) {
-    case CheckStatus::Up: return "up";
-    case CheckStatus::Down: return "down";
-    case CheckStatus::Degraded: return "degraded";
-    case CheckStatus::Inconclusive: return "inconclusive";
+    case CheckStatus::Up:
+      return "up";
+    case CheckStatus::Down:
+      return "down";
+    case CheckStatus::Degraded:
+      return "degraded";
+    case CheckStatus::Inconclusive:
+      return "inconclusive";
   }
   return "inconclusive";
 }

@@ -18,8 +18,7 @@ std::shared_ptr<spdlog::sinks::sink> shared_sink() {
 void apply(spdlog::logger& l) {
   l.set_level(g_level);
   if (g_format == LogFormat::Json)
-    l.set_pattern(
-        R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","facility":"%n","msg":"%v"})");
+    l.set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","facility":"%n","msg":"%v"})");
   else
     l.set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
 }
@@ -27,9 +26,9 @@ void apply(spdlog::logger& l) {
 
 bool parse_log_level(const std::string& text, spdlog::level::level_enum& out) {
   static const std::pair<const char*, spdlog::level::level_enum> names[] = {
-      {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
-      {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
-      {"warning", spdlog::level::warn}, {"error", spdlog::level::err},
+      {"trace", spdlog::level::trace},       {"debug", spdlog::level::debug},
+      {"info", spdlog::level::info},         {"warn", spdlog::level::warn},
+      {"warning", spdlog::level::warn},      {"error", spdlog::level::err},
       {"critical", spdlog::level::critical}, {"off", spdlog::level::off}};
   for (auto& [n, l] : names)
     if (text == n) {

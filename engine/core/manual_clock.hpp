@@ -11,7 +11,8 @@ namespace guardant::engine {
 // fall due, in time order, with now() set to each one's due time.
 class ManualClock final : public Clock {
  public:
-  explicit ManualClock(Nanos start = Nanos{1'000'000'000}, int64_t wall_start_ms = 1'764'849'600'000)
+  explicit ManualClock(Nanos start = Nanos{1'000'000'000},
+                       int64_t wall_start_ms = 1'764'849'600'000)
       : now_(start), wall_origin_ms_(wall_start_ms - start.count() / 1'000'000) {}
 
   Nanos now() const override { return now_; }

@@ -59,7 +59,9 @@ struct guardant_resolve_op {
 namespace guardant::engine {
 namespace {
 
-HostRuntime& rt(guardant_host* h) { return *h->runtime; }
+HostRuntime& rt(guardant_host* h) {
+  return *h->runtime;
+}
 
 bool loop_only(guardant_host* h, const char* what) {
   if (rt(h).on_loop_thread()) return true;
@@ -76,8 +78,12 @@ void api_log(guardant_host* h, guardant_log_level level, const char* message) {
   logger("plugin:" + h->plugin_name)->log(lvl, "{}", message ? message : "");
 }
 
-int64_t api_monotonic_ns(guardant_host* h) { return rt(h).clock().now().count(); }
-int64_t api_wall_ms(guardant_host* h) { return rt(h).clock().wall_ms(); }
+int64_t api_monotonic_ns(guardant_host* h) {
+  return rt(h).clock().now().count();
+}
+int64_t api_wall_ms(guardant_host* h) {
+  return rt(h).clock().wall_ms();
+}
 
 guardant_timer* api_timer_start(guardant_host* h, int64_t delay_ns, guardant_timer_cb cb,
                                 void* user) {
@@ -231,8 +237,8 @@ guardant_resolve_op* api_resolve(guardant_host* h, const char* name, guardant_fa
         a.abi_major = GUARDANT_ABI_MAJOR;
         a.abi_minor = GUARDANT_ABI_MINOR;
         a.family = storage[i].ss_family == AF_INET6 ? GUARDANT_FAMILY_IPV6 : GUARDANT_FAMILY_IPV4;
-        a.sockaddr_len = storage[i].ss_family == AF_INET6 ? sizeof(sockaddr_in6)
-                                                         : sizeof(sockaddr_in);
+        a.sockaddr_len =
+            storage[i].ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
         a.sockaddr = &storage[i];
         a.text = texts[i].c_str();
         addrs.push_back(a);
@@ -240,8 +246,8 @@ guardant_resolve_op* api_resolve(guardant_host* h, const char* name, guardant_fa
     }
     if (ec || addrs.empty()) {
       // EAI_AGAIN is what getaddrinfo says when the resolver did not answer.
-      bool nx = !ec || ec == boost::asio::error::host_not_found ||
-                ec == boost::asio::error::no_data;
+      bool nx =
+          !ec || ec == boost::asio::error::host_not_found || ec == boost::asio::error::no_data;
       r.rc = GUARDANT_ERR_INTERNAL;
       r.error_reason = nx ? GUARDANT_REASON_DNS_NXDOMAIN
                        : ec == boost::asio::error::host_not_found_try_again
@@ -308,32 +314,39 @@ CheckResult copy_result(const guardant_check_result* r) {
                                "plugin returned a truncated result struct");
   }
   switch (r->status) {
-    case GUARDANT_STATUS_UP: out.status = CheckStatus::Up; break;
-    case GUARDANT_STATUS_DOWN: out.status = CheckStatus::Down; break;
-    case GUARDANT_STATUS_DEGRADED: out.status = CheckStatus::Degraded; break;
-    case GUARDANT_STATUS_INCONCLUSIVE: out.status = CheckStatus::Inconclusive; break;
+    case GUARDANT_STATUS_UP:
+      out.status = CheckStatus::Up;
+      break;
+    case GUARDANT_STATUS_DOWN:
+      out.status = CheckStatus::Down;
+      break;
+    case GUARDANT_STATUS_DEGRADED:
+      out.status = CheckStatus::Degraded;
+      break;
+    case GUARDANT_STATUS_INCONCLUSIVE:
+      out.status = CheckStatus::Inconclusive;
+      break;
     default:
       return CheckResult::failed(CheckStatus::Inconclusive, GUARDANT_REASON_WORKER_ERROR, "",
                                  "plugin returned an invalid status " + std::to_string(r->status));
   }
   out.protocol_code = r->protocol_code;
-  out.response_time_ms = std::isfinite(r->response_time_ms) && r->response_time_ms >= 0
-                             ? r->response_time_ms
-                             : 0;
+  out.response_time_ms =
+      std::isfinite(r->response_time_ms) && r->response_time_ms >= 0 ? r->response_time_ms : 0;
   if (r->message) out.message = r->message;
   if (r->failure_reason) {
     out.failure = CheckFailure{r->failure_reason, r->failure_phase ? r->failure_phase : "",
                                r->failure_detail ? r->failure_detail : ""};
   } else if (out.status != CheckStatus::Up) {
     // A non-up result always says why, even when the plugin forgot to.
-    out.failure = CheckFailure{out.status == CheckStatus::Degraded ? "degraded" : "unknown", "",
-                               out.message};
+    out.failure =
+        CheckFailure{out.status == CheckStatus::Degraded ? "degraded" : "unknown", "", out.message};
   }
   if (r->details_json) out.details_json = r->details_json;
   if (GUARDANT_HAS_FIELD(r, guardant_check_result, timings) && r->timings &&
       r->timings->struct_size >= sizeof(guardant_timings)) {
     const auto& t = *r->timings;
-    out.timings = CheckTimings{t.resolve_ms, t.connect_ms, t.tls_ms, t.send_ms,
+    out.timings = CheckTimings{t.resolve_ms, t.connect_ms,  t.tls_ms,  t.send_ms,
                                t.wait_ms,    t.transfer_ms, t.total_ms};
   }
   return out;

@@ -40,9 +40,7 @@ struct PluginActivity {
   std::unordered_set<guardant_timer*> timers;
   std::unordered_set<guardant_fd_watch*> watches;
   size_t resolves = 0;
-  bool idle() const {
-    return checks.empty() && timers.empty() && watches.empty() && resolves == 0;
-  }
+  bool idle() const { return checks.empty() && timers.empty() && watches.empty() && resolves == 0; }
 };
 }  // namespace guardant::engine
 

@@ -72,8 +72,7 @@ bool valid_type_name(const char* name) {
 
 Status vet_plugin_file(const std::string& path, unsigned allowed_uid) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec))
-    return Status::failure("not_a_file", "not a regular file");
+  if (!fs::is_regular_file(path, ec)) return Status::failure("not_a_file", "not a regular file");
   if (fs::path(path).extension() != ".so")
     return Status::failure("not_a_plugin", "file name does not end in .so");
   auto dir = fs::absolute(path, ec).parent_path().string();
@@ -88,8 +87,8 @@ Status vet_plugin_file(const std::string& path, unsigned allowed_uid) {
                                                   GUARDANT_PLUGIN_ENTRY_SYMBOL +
                                                   " (not a Guardant probe plugin?)");
   } catch (const std::exception& e) {
-    return Status::failure("not_elf", std::string("not an ELF shared object for this machine (") +
-                                          e.what() + ")");
+    return Status::failure(
+        "not_elf", std::string("not an ELF shared object for this machine (") + e.what() + ")");
   }
   return Ok{};
 }
@@ -142,8 +141,8 @@ Status PluginRegistry::load_file(const std::string& path) {
   }
   if (!p->lib.has(GUARDANT_PLUGIN_ENTRY_SYMBOL))
     return refuse(path, std::string("missing entry point ") + GUARDANT_PLUGIN_ENTRY_SYMBOL);
-  auto init = p->lib.get<std::remove_pointer_t<guardant_plugin_init_fn>>(
-      GUARDANT_PLUGIN_ENTRY_SYMBOL);
+  auto init =
+      p->lib.get<std::remove_pointer_t<guardant_plugin_init_fn>>(GUARDANT_PLUGIN_ENTRY_SYMBOL);
   return handshake(std::move(p), init);
 }
 
@@ -201,7 +200,8 @@ Status PluginRegistry::handshake(std::unique_ptr<Loaded> p, guardant_plugin_init
     if (!valid_type_name(t->name))
       return unwind(std::string("invalid probe type name '") + (t->name ? t->name : "(null)") +
                     "' (expected [a-z0-9_-], at most 32 characters)");
-    if (!t->start_check) return unwind(std::string("probe type '") + t->name + "' has no start_check");
+    if (!t->start_check)
+      return unwind(std::string("probe type '") + t->name + "' has no start_check");
     if (auto it = types_.find(t->name); it != types_.end())
       return unwind(std::string("duplicate probe type '") + t->name + "': already provided by " +
                     it->second.first->info.name + " (" + it->second.first->path + ")");
@@ -217,8 +217,8 @@ Status PluginRegistry::handshake(std::unique_ptr<Loaded> p, guardant_plugin_init
   for (auto* t : entries) types_[t->name] = {p.get(), t};
   std::string names;
   for (auto& t : p->info.types) names += (names.empty() ? "" : ",") + t.name;
-  logger("plugins")->info("loaded plugin {} {} (ABI {}) from {}: {}", p->info.name,
-                          p->info.version, version_text(d->abi_major, d->abi_minor), path, names);
+  logger("plugins")->info("loaded plugin {} {} (ABI {}) from {}: {}", p->info.name, p->info.version,
+                          version_text(d->abi_major, d->abi_minor), path, names);
   plugins_.push_back(std::move(p));
   return Ok{};
 }

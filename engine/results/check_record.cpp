@@ -7,7 +7,9 @@ namespace {
 
 // Milliseconds rounded to microseconds: sub-millisecond precision without
 // float noise such as 0.30000000000000004.
-double ms(double v) { return static_cast<double>(static_cast<int64_t>(v * 1000.0 + 0.5)) / 1000.0; }
+double ms(double v) {
+  return static_cast<double>(static_cast<int64_t>(v * 1000.0 + 0.5)) / 1000.0;
+}
 
 }  // namespace
 
@@ -60,8 +62,8 @@ boost::json::object make_check_record(const CheckResult& r, const RecordContext&
   o["region"] = ctx.region;
   o["checkedAt"] = ctx.checked_at_ms;
   boost::json::object probe{{"type", ctx.probe_type}};
-  probe["plugin"] = ctx.plugin_name.empty() ? boost::json::value(nullptr)
-                                            : boost::json::value(ctx.plugin_name);
+  probe["plugin"] =
+      ctx.plugin_name.empty() ? boost::json::value(nullptr) : boost::json::value(ctx.plugin_name);
   probe["version"] = ctx.plugin_version.empty() ? boost::json::value(nullptr)
                                                 : boost::json::value(ctx.plugin_version);
   o["probe"] = std::move(probe);

@@ -16,9 +16,9 @@ struct RecordContext {
   std::string worker_id;
   std::string region;
   std::string probe_type;
-  std::string plugin_name;     // empty when no plugin served the type
+  std::string plugin_name;  // empty when no plugin served the type
   std::string plugin_version;
-  int64_t checked_at_ms = 0;   // wall clock when the result was recorded
+  int64_t checked_at_ms = 0;  // wall clock when the result was recorded
 };
 
 // Builds the record. Invalid plugin details JSON is not passed through: it

@@ -1,9 +1,9 @@
 #include "results/json_lines_sink.hpp"
 
-#include "results/json_text.hpp"
-
 #include <cerrno>
 #include <cstring>
+
+#include "results/json_text.hpp"
 
 namespace guardant::engine {
 

@@ -15,7 +15,8 @@ class JsonLinesSink {
  public:
   // "-" is stdout; anything else is a file opened for append.
   static Result<JsonLinesSink> open(const std::string& path);
-  JsonLinesSink(JsonLinesSink&& o) noexcept : f_(o.f_), owned_(o.owned_), path_(std::move(o.path_)) {
+  JsonLinesSink(JsonLinesSink&& o) noexcept
+      : f_(o.f_), owned_(o.owned_), path_(std::move(o.path_)) {
     o.f_ = nullptr;
   }
   JsonLinesSink& operator=(JsonLinesSink&&) = delete;
@@ -25,7 +26,8 @@ class JsonLinesSink {
   const std::string& path() const { return path_; }
 
  private:
-  JsonLinesSink(std::FILE* f, bool owned, std::string path) : f_(f), owned_(owned), path_(std::move(path)) {}
+  JsonLinesSink(std::FILE* f, bool owned, std::string path)
+      : f_(f), owned_(owned), path_(std::move(path)) {}
   std::FILE* f_;
   bool owned_;
   std::string path_;

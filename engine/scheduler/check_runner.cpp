@@ -44,11 +44,10 @@ void CheckRunner::start(CheckJob job, Callback done) {
     CheckReport r;
     r.job = std::move(job);
     r.refused = started.error();
-    r.result = CheckResult::failed(CheckStatus::Inconclusive,
-                                   started.error().code == "invalid_config"
-                                       ? "invalid_config"
-                                       : GUARDANT_REASON_WORKER_ERROR,
-                                   "", started.error().message);
+    r.result = CheckResult::failed(
+        CheckStatus::Inconclusive,
+        started.error().code == "invalid_config" ? "invalid_config" : GUARDANT_REASON_WORKER_ERROR,
+        "", started.error().message);
     r.started = r.finished = now;
     r.finished_wall_ms = clock_.wall_ms();
     report(std::move(r), done);
@@ -127,8 +126,8 @@ void CheckRunner::drain(Nanos timeout, std::function<void()> done) {
   if (running_.empty()) return maybe_drained();
   drain_timer_ = clock_.call_after(timeout, [this] {
     drain_timer_ = 0;
-    logger("scheduler")->warn("drain timeout: abandoning {} check(s) still in flight",
-                              running_.size());
+    logger("scheduler")
+        ->warn("drain timeout: abandoning {} check(s) still in flight", running_.size());
     while (!running_.empty()) {
       auto id = running_.begin()->first;
       registry_.abandon(running_.begin()->second.check);

@@ -24,7 +24,9 @@ StandaloneScheduler::StandaloneScheduler(Clock& clock, CheckRunner& runner,
   }
 }
 
-StandaloneScheduler::~StandaloneScheduler() { stop(); }
+StandaloneScheduler::~StandaloneScheduler() {
+  stop();
+}
 
 Nanos StandaloneScheduler::max_jitter(std::chrono::milliseconds interval) {
   auto j = std::chrono::duration_cast<Nanos>(interval) / 50;
@@ -82,16 +84,16 @@ void StandaloneScheduler::fire(size_t i) {
   while (s.base + interval * static_cast<int64_t>(s.tick) < now) s.tick++;
   if (s.in_flight) {
     ++skipped_;
-    logger("scheduler")->warn("monitor {}: previous check still running, skipping this run",
-                              s.monitor.id);
+    logger("scheduler")
+        ->warn("monitor {}: previous check still running, skipping this run", s.monitor.id);
   } else {
     CheckJob job;
     job.check_id = s.monitor.id + ":" + std::to_string(++s.seq);
     job.type = s.monitor.type;
     job.target = s.monitor.target;
     job.config_json = s.monitor.config_json;
-    job.timeout = s.monitor.timeout_ms ? std::chrono::milliseconds(s.monitor.timeout_ms)
-                                       : default_timeout_;
+    job.timeout =
+        s.monitor.timeout_ms ? std::chrono::milliseconds(s.monitor.timeout_ms) : default_timeout_;
     s.in_flight = true;
     s.runs++;
     bool accepted = runner_.submit(std::move(job), [this, i](CheckReport r) {

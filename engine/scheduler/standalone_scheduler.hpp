@@ -38,8 +38,8 @@ class StandaloneScheduler {
  private:
   struct Slot {
     MonitorSettings monitor;
-    Nanos base{};         // start of the schedule
-    uint64_t tick = 0;    // index of the next run
+    Nanos base{};       // start of the schedule
+    uint64_t tick = 0;  // index of the next run
     bool in_flight = false;
     size_t runs = 0;
     uint64_t seq = 0;

@@ -168,15 +168,16 @@ int WorkerApp::run() {
   // Refuse to start without a probe type the config depends on.
   for (const auto& t : config_.plugins.required) {
     if (std::find(caps.begin(), caps.end(), t) == caps.end()) {
-      log->critical("probe type '{}' is required by the config but no loaded plugin provides it "
-                    "(capabilities: [{}]){}",
-                    t, fmt::join(caps, ", "), describe_refusals(core.registry));
+      log->critical(
+          "probe type '{}' is required by the config but no loaded plugin provides it "
+          "(capabilities: [{}]){}",
+          t, fmt::join(caps, ", "), describe_refusals(core.registry));
       return 1;
     }
   }
 
-  auto sink = JsonLinesSink::open(config_.results.jsonl_path.empty() ? "-"
-                                                                      : config_.results.jsonl_path);
+  auto sink =
+      JsonLinesSink::open(config_.results.jsonl_path.empty() ? "-" : config_.results.jsonl_path);
   if (!sink) {
     log->critical("{}", sink.error().message);
     return 1;
@@ -190,20 +191,20 @@ int WorkerApp::run() {
   bool draining = false;
   std::set<std::string> invalid_reported;
 
-  StandaloneScheduler scheduler(
-      core.clock, runner, config_.monitors,
-      std::chrono::milliseconds(config_.worker.default_timeout_ms),
-      [&](const MonitorSettings& m, const CheckReport& r) {
-        if (r.refused && r.refused->code == "shutting_down") return;
-        if (r.refused && invalid_reported.insert(m.id).second)
-          log->error("monitor {} (line {}): check refused: {}", m.id, m.line, r.refused->message);
-        auto ctx = record_context(config_, core.registry, m.type);
-        ctx.service_id = m.id;
-        ctx.nest_id = m.nest_id;
-        ctx.checked_at_ms = r.finished_wall_ms;
-        if (auto st = sink->write(make_check_record(r.result, ctx)); !st)
-          log->error("{}", st.error().message);
-      });
+  StandaloneScheduler scheduler(core.clock, runner, config_.monitors,
+                                std::chrono::milliseconds(config_.worker.default_timeout_ms),
+                                [&](const MonitorSettings& m, const CheckReport& r) {
+                                  if (r.refused && r.refused->code == "shutting_down") return;
+                                  if (r.refused && invalid_reported.insert(m.id).second)
+                                    log->error("monitor {} (line {}): check refused: {}", m.id,
+                                               m.line, r.refused->message);
+                                  auto ctx = record_context(config_, core.registry, m.type);
+                                  ctx.service_id = m.id;
+                                  ctx.nest_id = m.nest_id;
+                                  ctx.checked_at_ms = r.finished_wall_ms;
+                                  if (auto st = sink->write(make_check_record(r.result, ctx)); !st)
+                                    log->error("{}", st.error().message);
+                                });
 
   HealthCallbacks source(
       [&] {
@@ -211,21 +212,20 @@ int WorkerApp::run() {
         boost::json::array refused;
         for (auto& r : core.registry.refusals())
           refused.push_back(boost::json::object{{"path", r.path}, {"reason", r.reason}});
-        return boost::json::object{
-            {"status", draining ? "draining" : "ok"},
-            {"workerId", config_.worker.id},
-            {"region", config_.worker.region},
-            {"version", GUARDANT_VERSION},
-            {"mode", "standalone"},
-            {"uptime", uptime},
-            {"capabilities", to_json(caps)},
-            {"plugins", plugins_json(core.registry)},
-            {"refusedPlugins", std::move(refused)},
-            {"inFlight", runner.in_flight()},
-            {"queued", runner.queued()},
-            {"slots", runner.slots()},
-            {"monitors", config_.monitors.size()},
-            {"redis", nullptr}};
+        return boost::json::object{{"status", draining ? "draining" : "ok"},
+                                   {"workerId", config_.worker.id},
+                                   {"region", config_.worker.region},
+                                   {"version", GUARDANT_VERSION},
+                                   {"mode", "standalone"},
+                                   {"uptime", uptime},
+                                   {"capabilities", to_json(caps)},
+                                   {"plugins", plugins_json(core.registry)},
+                                   {"refusedPlugins", std::move(refused)},
+                                   {"inFlight", runner.in_flight()},
+                                   {"queued", runner.queued()},
+                                   {"slots", runner.slots()},
+                                   {"monitors", config_.monitors.size()},
+                                   {"redis", nullptr}};
       },
       [&] {
         if (draining) return Readiness{false, "draining"};
@@ -236,8 +236,8 @@ int WorkerApp::run() {
 
   std::unique_ptr<HealthServer> health;
   if (config_.health.enabled) {
-    health = std::make_unique<HealthServer>(core.io, config_.health.bind, config_.health.port,
-                                            source);
+    health =
+        std::make_unique<HealthServer>(core.io, config_.health.bind, config_.health.port, source);
     if (auto st = health->start(); !st) {
       log->critical("{}", st.error().message);
       return 1;
@@ -269,10 +269,11 @@ int WorkerApp::run() {
   };
   wait_signal();
 
-  log->info("worker {} (region {}) started in standalone mode: {} monitor(s), {} slot(s), "
-            "capabilities [{}]",
-            config_.worker.id, config_.worker.region, config_.monitors.size(), runner.slots(),
-            fmt::join(caps, ", "));
+  log->info(
+      "worker {} (region {}) started in standalone mode: {} monitor(s), {} slot(s), "
+      "capabilities [{}]",
+      config_.worker.id, config_.worker.region, config_.monitors.size(), runner.slots(),
+      fmt::join(caps, ", "));
   scheduler.start();
   core.host.set_loop_thread(std::this_thread::get_id());
   core.io.run();
@@ -286,11 +287,12 @@ int list_plugins(const Config& config, std::ostream& out) {
   auto plugins = core.registry.plugins();
   for (auto& p : plugins) {
     out << p.name << " " << p.version << "\n";
-    out << "  abi:   " << p.abi_major << "." << p.abi_minor
-        << " (needs host >= " << p.abi_major << "." << p.min_host_abi_minor << ")\n";
+    out << "  abi:   " << p.abi_major << "." << p.abi_minor << " (needs host >= " << p.abi_major
+        << "." << p.min_host_abi_minor << ")\n";
     out << "  path:  " << p.path << "\n";
     if (!p.description.empty()) out << "  about: " << p.description << "\n";
-    for (auto& t : p.types) out << "  type:  " << t.name << (t.description.empty() ? "" : " — ") << t.description << "\n";
+    for (auto& t : p.types)
+      out << "  type:  " << t.name << (t.description.empty() ? "" : " — ") << t.description << "\n";
   }
   for (auto& r : core.registry.refusals()) out << "refused " << r.path << ": " << r.reason << "\n";
   if (plugins.empty()) out << "no plugins loaded\n";
@@ -313,7 +315,8 @@ int probe_once(const Config& config, const std::string& type, const std::string&
   job.type = type;
   job.target = target;
   job.config_json = config_json;
-  job.timeout = std::chrono::milliseconds(timeout_ms ? timeout_ms : config.worker.default_timeout_ms);
+  job.timeout =
+      std::chrono::milliseconds(timeout_ms ? timeout_ms : config.worker.default_timeout_ms);
   runner.submit(job, [&](CheckReport r) {
     report = std::move(r);
     core.io.stop();

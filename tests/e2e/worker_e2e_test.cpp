@@ -40,14 +40,20 @@ std::string base_config(uint16_t health_port, const std::string& results,
          "[worker]\nid = \"e2e-1\"\nregion = \"test-region\"\nconcurrency = 4\n"
          "drain_timeout_ms = 3000\n"
          "[log]\nlevel = \"info\"\n"
-         "[plugins]\ndirs = [" + dirs + "]\n"
-         "[health]\nbind = \"127.0.0.1\"\nport = " + std::to_string(health_port) + "\n"
-         "[results]\njsonl = \"" + results + "\"\n";
+         "[plugins]\ndirs = [" +
+         dirs +
+         "]\n"
+         "[health]\nbind = \"127.0.0.1\"\nport = " +
+         std::to_string(health_port) +
+         "\n"
+         "[results]\njsonl = \"" +
+         results + "\"\n";
 }
 
 std::string tcp_monitor(const std::string& id, uint16_t port, const std::string& interval) {
-  return "[[monitor]]\nid = \"" + id + "\"\ntype = \"tcp\"\ntarget = \"127.0.0.1:" +
-         std::to_string(port) + "\"\ninterval = \"" + interval + "\"\ntimeout_ms = 2000\n";
+  return "[[monitor]]\nid = \"" + id +
+         "\"\ntype = \"tcp\"\ntarget = \"127.0.0.1:" + std::to_string(port) + "\"\ninterval = \"" +
+         interval + "\"\ntimeout_ms = 2000\n";
 }
 
 std::vector<json::object> read_results(const std::string& path) {
@@ -82,8 +88,8 @@ TEST(WorkerE2E, StandaloneTcpUpThenDownWithHealthEndpoints) {
   ASSERT_TRUE(worker.started());
 
   std::optional<json::object> up;
-  ASSERT_TRUE(wait_for([&] { return (up = find_result(results, "up", "listener")).has_value(); },
-                       15s))
+  ASSERT_TRUE(
+      wait_for([&] { return (up = find_result(results, "up", "listener")).has_value(); }, 15s))
       << worker.err();
   EXPECT_EQ(up->at("workerId").as_string(), "e2e-1");
   EXPECT_EQ(up->at("region").as_string(), "test-region");
@@ -152,8 +158,7 @@ TEST(WorkerE2E, BrokenPluginIsRefusedAndTheWorkerRunsOn) {
   auto refused = json::parse(h->body).at("refusedPlugins").as_array();
   ASSERT_EQ(refused.size(), 1u);
   EXPECT_EQ(refused[0].at("path").as_string(), (plugdir / "broken.so").string());
-  EXPECT_NE(std::string(refused[0].at("reason").as_string()).find("not an ELF"),
-            std::string::npos);
+  EXPECT_NE(std::string(refused[0].at("reason").as_string()).find("not an ELF"), std::string::npos);
   EXPECT_NE(worker.err().find("refused plugin " + (plugdir / "broken.so").string()),
             std::string::npos)
       << worker.err();
@@ -223,10 +228,9 @@ TEST(WorkerE2E, ProbeSubcommandRunsOneCheck) {
   Scratch s;
   Listener target;
   auto cfg = s.write("w.toml", base_config(0, "-"));
-  auto r = run_command(kBinary,
-                       {"probe", "tcp", "127.0.0.1:" + std::to_string(target.port()), "--config",
-                        cfg},
-                       s.dir.string());
+  auto r = run_command(
+      kBinary, {"probe", "tcp", "127.0.0.1:" + std::to_string(target.port()), "--config", cfg},
+      s.dir.string());
   EXPECT_EQ(r.code, 0) << r.err;
   auto rec = json::parse(r.out).as_object();
   EXPECT_EQ(rec.at("status").as_string(), "up");

@@ -382,7 +382,7 @@ typedef struct guardant_plugin_desc {
  * reason written to `err` (err_len bytes, NUL-terminated). A plugin should
  * check host->abi_major first and return NULL when it differs. */
 typedef const guardant_plugin_desc* (*guardant_plugin_init_fn)(const guardant_host_api* host,
-                                                              char* err, size_t err_len);
+                                                               char* err, size_t err_len);
 
 /* ------------------------------------------------------------------------ */
 /* Frozen layout (x86-64 / aarch64 LP64). A failing assert here means an      */

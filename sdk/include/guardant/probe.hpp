@@ -554,15 +554,15 @@ inline const guardant_plugin_desc* init_plugin(const guardant_host_api* host, ch
 // Exports the plugin entry point. Usage, once per plugin:
 //   GUARDANT_PLUGIN((guardant::PluginInfo{"guardant-tcp", "1.0.0", "TCP probe"}),
 //                   guardant::probe_type<TcpCheck>("tcp", "TCP connect", GUARDANT_CAP_IPV4))
-#define GUARDANT_PLUGIN(INFO, ...)                                                        \
-  extern "C" GUARDANT_EXPORT const guardant_plugin_desc* guardant_plugin_init(            \
-      const guardant_host_api* host, char* err, size_t err_len) {                         \
-    try {                                                                                 \
-      return ::guardant::detail::init_plugin(host, err, err_len, INFO, {__VA_ARGS__});    \
-    } catch (...) {                                                                       \
-      ::guardant::detail::write_err(err, err_len, "plugin init threw");                   \
-      return nullptr;                                                                     \
-    }                                                                                     \
+#define GUARDANT_PLUGIN(INFO, ...)                                                     \
+  extern "C" GUARDANT_EXPORT const guardant_plugin_desc* guardant_plugin_init(         \
+      const guardant_host_api* host, char* err, size_t err_len) {                      \
+    try {                                                                              \
+      return ::guardant::detail::init_plugin(host, err, err_len, INFO, {__VA_ARGS__}); \
+    } catch (...) {                                                                    \
+      ::guardant::detail::write_err(err, err_len, "plugin init threw");                \
+      return nullptr;                                                                  \
+    }                                                                                  \
   }
 
 #endif  // GUARDANT_PROBE_HPP

@@ -1,15 +1,15 @@
 // The result record format (shared/spec/jobs-and-results.md) and its text.
-#include <gtest/gtest.h>
+#include "results/check_record.hpp"
 
-#include <boost/json.hpp>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <boost/json.hpp>
 #include <cstdio>
-#include <limits>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
-#include "results/check_record.hpp"
 #include "results/json_lines_sink.hpp"
 #include "results/json_text.hpp"
 
@@ -75,8 +75,13 @@ TEST(ResultRecord, InvalidPluginDetailsNeverBreakTheRecord) {
 }
 
 TEST(ResultRecord, JsonTextUsesShortestNumbersAndEscapesStrings) {
-  json::value v = {{"a", 0.24}, {"b", 1e-7}, {"c", 3.0}, {"s", "quote\" nl\n é"},
-                   {"n", nullptr}, {"i", -5}, {"inf", std::numeric_limits<double>::infinity()}};
+  json::value v = {{"a", 0.24},
+                   {"b", 1e-7},
+                   {"c", 3.0},
+                   {"s", "quote\" nl\n é"},
+                   {"n", nullptr},
+                   {"i", -5},
+                   {"inf", std::numeric_limits<double>::infinity()}};
   auto text = to_json_text(v);
   EXPECT_NE(text.find(R"("a":0.24)"), std::string::npos) << text;
   EXPECT_NE(text.find(R"("b":1e-07)"), std::string::npos) << text;

@@ -1,10 +1,11 @@
 // Slots, host-owned deadlines and draining, on a manual clock: a 30-second
 // timeout takes microseconds. Probes are the C fixture plugin, loaded for real.
+#include "scheduler/check_runner.hpp"
+
 #include <gtest/gtest.h>
 
 #include <vector>
 
-#include "scheduler/check_runner.hpp"
 #include "support/engine_harness.hpp"
 
 using namespace guardant::engine;

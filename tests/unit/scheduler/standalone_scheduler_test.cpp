@@ -1,10 +1,11 @@
 // Standalone scheduling on a manual clock: spread, jitter bounds, steady
 // cadence without drift, and no overlapping runs of one monitor.
+#include "scheduler/standalone_scheduler.hpp"
+
 #include <gtest/gtest.h>
 
 #include <map>
 
-#include "scheduler/standalone_scheduler.hpp"
 #include "support/engine_harness.hpp"
 
 using namespace guardant::engine;
@@ -79,8 +80,8 @@ TEST_F(SchedulerTest, JitterIsSmallAndBounded) {
 
 TEST_F(SchedulerTest, NoDriftOverManyRuns) {
   CheckRunner runner(h.registry, h.clock, 10);
-  StandaloneScheduler s(h.clock, runner, {monitor("m", 1s, "delayed", R"({"delay_ms": 300})")},
-                        10s, record(), 7);
+  StandaloneScheduler s(h.clock, runner, {monitor("m", 1s, "delayed", R"({"delay_ms": 300})")}, 10s,
+                        record(), 7);
   auto t0 = h.clock.now();
   s.start();
   advance_in_steps(100s + 50ms);
