@@ -14,20 +14,22 @@
 namespace {
 
 constexpr const char* kUsage = R"(usage: guardant-worker [options]
-       guardant-worker probe <type> <target> [--config-json JSON] [--timeout MS] [options]
+       guardant-worker probe <type> <target> [--config JSON] [--timeout MS] [--config-file PATH]
 
 Runs probe checks: in standalone mode from the monitors in the config file,
 in queue mode from a BullMQ queue on Redis.
 
 options:
   -c, --config PATH   config file (default: $GUARDANT_CONFIG or /etc/guardant/worker.toml)
+      --config-file PATH  the same (the spelling to use with `probe`)
       --check-config  validate the config (and env overrides) and exit 0/1
       --list-plugins  load the plugin directories and list what loaded and what was refused
   -V, --version       print the version and exit
   -h, --help          this text
 
-probe: runs one check now and prints its result record as JSON
-  --config-json JSON  the check's options, e.g. '{"timeout":2000}'
+probe: runs one check now and prints its result record as JSON, e.g.
+  guardant-worker probe web https://example.com --config '{"keyword":"Example"}'
+  --config JSON       the check's options (as in a job's service.config)
   --timeout MS        host deadline for the check (default: worker.default_timeout_ms)
   exit code 0 up/degraded, 1 down/inconclusive, 2 the check could not run
 
@@ -51,6 +53,9 @@ int main(int argc, char** argv) {
   std::string probe_json = "{}";
   uint32_t probe_timeout = 0;
 
+  // After `probe`, --config carries the check's JSON options (the operator's
+  // habit from job data); the worker's config file is then --config-file.
+  const bool probe_mode = !args.empty() && args[0] == "probe";
   for (size_t i = 0; i < args.size(); ++i) {
     const auto& a = args[i];
     auto value = [&](const char* name) -> std::optional<std::string> {
@@ -64,12 +69,18 @@ int main(int argc, char** argv) {
     } else if (a == "-V" || a == "--version") {
       std::cout << "guardant-worker " << GUARDANT_VERSION << "\n";
       return 0;
-    } else if (a == "-c" || a == "--config") {
+    } else if (a == "--config" && probe_mode) {
+      auto v = value("--config");
+      if (!v) return usage_error("--config needs the check's options as a JSON object");
+      probe_json = *v;
+    } else if (a == "-c" || a == "--config" || a == "--config-file") {
       auto v = value("--config");
       if (!v) return usage_error(a + " needs a path");
       config_path = *v;
+    } else if (a.rfind("--config-file=", 0) == 0) {
+      config_path = a.substr(14);
     } else if (a.rfind("--config=", 0) == 0) {
-      config_path = a.substr(9);
+      (probe_mode ? probe_json : config_path.emplace()) = a.substr(9);
     } else if (a == "--check-config") {
       check_config = true;
     } else if (a == "--list-plugins") {
@@ -93,7 +104,9 @@ int main(int argc, char** argv) {
   }
 
   const bool probe = !positional.empty() && positional[0] == "probe";
-  if (!positional.empty() && !probe) return usage_error("unknown command " + positional[0]);
+  if (!positional.empty() && !probe)
+    return usage_error(positional[0] == "probe" ? "probe must be the first argument"
+                                                : "unknown command " + positional[0]);
   if (probe && positional.size() != 3) return usage_error("probe needs <type> <target>");
 
   // One-shot commands work without a config file; the worker itself does not.

@@ -229,20 +229,28 @@ TEST(WorkerE2E, ProbeSubcommandRunsOneCheck) {
   Listener target;
   auto cfg = s.write("w.toml", base_config(0, "-"));
   auto r = run_command(
-      kBinary, {"probe", "tcp", "127.0.0.1:" + std::to_string(target.port()), "--config", cfg},
+      kBinary, {"probe", "tcp", "127.0.0.1:" + std::to_string(target.port()), "--config-file", cfg},
       s.dir.string());
   EXPECT_EQ(r.code, 0) << r.err;
   auto rec = json::parse(r.out).as_object();
   EXPECT_EQ(rec.at("status").as_string(), "up");
 
   target.close();
-  r = run_command(kBinary,
-                  {"probe", "tcp", "127.0.0.1:" + std::to_string(target.port()), "--config", cfg},
-                  s.dir.string());
+  r = run_command(
+      kBinary, {"probe", "tcp", "127.0.0.1:" + std::to_string(target.port()), "--config-file", cfg},
+      s.dir.string());
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(json::parse(r.out).at("failure").at("reason").as_string(), "connect_refused");
 
-  r = run_command(kBinary, {"probe", "tcp", "no-port-here", "--config", cfg}, s.dir.string());
+  r = run_command(kBinary, {"probe", "tcp", "no-port-here", "--config-file", cfg}, s.dir.string());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("invalid_config"), std::string::npos) << r.err;
+
+  // A wrong option type names the option and the check does not run.
+  r = run_command(
+      kBinary,
+      {"probe", "tcp", "127.0.0.1:9", "--config-file", cfg, "--config", R"({"timeout": "soon"})"},
+      s.dir.string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("'timeout'"), std::string::npos) << r.err;
 }
