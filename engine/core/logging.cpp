@@ -1,8 +1,11 @@
 #include "core/logging.hpp"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
+#include <cstdio>
 #include <mutex>
+#include <string_view>
 
 namespace guardant::engine {
 namespace {
@@ -15,12 +18,48 @@ std::shared_ptr<spdlog::sinks::sink> shared_sink() {
   return sink;
 }
 
+// `%*` in the JSON pattern: the message with JSON string escaping, so a
+// quote or newline in a log line cannot break the object.
+class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      const char* esc = nullptr;
+      switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        default: break;
+      }
+      if (esc) {
+        dest.append(std::string_view(esc));
+      } else if (static_cast<unsigned char>(c) < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+        dest.append(std::string_view(buf));
+      } else {
+        dest.push_back(c);
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonEscapedMessage>();
+  }
+};
+
 void apply(spdlog::logger& l) {
   l.set_level(g_level);
-  if (g_format == LogFormat::Json)
-    l.set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","facility":"%n","msg":"%v"})");
-  else
+  if (g_format == LogFormat::Json) {
+    auto f = std::make_unique<spdlog::pattern_formatter>();
+    f->add_flag<JsonEscapedMessage>('*').set_pattern(
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","facility":"%n","msg":"%*"})");
+    l.set_formatter(std::move(f));
+  } else {
     l.set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
+  }
 }
 }  // namespace
 

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "support/process.hpp"
 
@@ -253,4 +254,27 @@ TEST(WorkerE2E, ProbeSubcommandRunsOneCheck) {
       s.dir.string());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("'timeout'"), std::string::npos) << r.err;
+}
+
+TEST(WorkerE2E, JsonLogLinesStayValidJsonWhateverTheMessage) {
+  Scratch s;
+  auto cfg = s.write("w.toml", "mode = \"standalone\"\n[log]\nformat = \"json\"\n"
+                               "[plugins]\ndirs = [\"/nonexistent/with \\\"quotes\\\"\\n\"]\n"
+                               "[health]\nenabled = false\n");
+  Process worker(kBinary, {"--config", cfg}, s.path("out"), s.path("err"));
+  ASSERT_TRUE(wait_for([&] { return worker.err().find("started") != std::string::npos; }, 10s))
+      << worker.err();
+  worker.signal(SIGTERM);
+  ASSERT_EQ(worker.wait(10s).value_or(-1), 0);
+  std::istringstream lines(worker.err());
+  std::string line;
+  int n = 0;
+  bool saw_quotes = false;
+  while (std::getline(lines, line)) {
+    auto v = json::parse(line);  // throws (fails the test) on a broken line
+    saw_quotes |= std::string(v.at("msg").as_string()).find("\"quotes\"\n") != std::string::npos;
+    ++n;
+  }
+  EXPECT_GE(n, 3);
+  EXPECT_TRUE(saw_quotes) << worker.err();
 }
