@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost1.81-all-dev libboost-json1.81-dev
-  libhiredis-dev libcurl4-openssl-dev libssl-dev
+  libhiredis-dev libcurl4-openssl-dev libssl-dev libpcre2-dev
   libtomlplusplus-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev googletest
   redis-server curl procps iproute2 python3

@@ -180,11 +180,14 @@ TEST_F(TcpProbe, DescribesItself) {
   ASSERT_EQ(desc_->probe_type_count, 1u);
   const guardant_probe_type& t = desc_->probe_types[0];
   EXPECT_STREQ(t.name, "tcp");
-  EXPECT_EQ(t.capability_flags, GUARDANT_CAP_IPV4 | GUARDANT_CAP_IPV6);
+  EXPECT_EQ(t.capability_flags, GUARDANT_CAP_IPV4 | GUARDANT_CAP_IPV6 | GUARDANT_CAP_TLS);
   ASSERT_NE(t.options_schema_json, nullptr);
   auto schema = json::parse(t.options_schema_json);
-  EXPECT_TRUE(schema["properties"]["timeout"].is_object());
-  EXPECT_TRUE(schema["properties"]["ipFamily"].is_object());
+  for (const char* option :
+       {"timeout", "ipFamily", "tls", "tlsVerify", "servername", "caFile", "clientCert",
+        "clientKey", "certExpiryDays", "readBanner", "sendData", "expectData", "expectRegex",
+        "steps", "maxReadBytes", "stepTimeout", "expectClosed"})
+    EXPECT_TRUE(schema["properties"][option].is_object()) << option;
 }
 
 TEST_F(TcpProbe, UpAgainstALocalListener) {
