@@ -1,5 +1,6 @@
 // guardant-worker: command-line entry. Parses flags, loads the config, and
 // hands over to WorkerApp (or one of the one-shot commands).
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -46,6 +47,9 @@ int usage_error(const std::string& message) {
 
 int main(int argc, char** argv) {
   using namespace guardant::engine;
+  // A peer that closes while a probe writes must give that probe EPIPE, never
+  // kill the worker: plugins may use libraries that write() to sockets.
+  std::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   std::optional<std::string> config_path;
   bool check_config = false, list = false;

@@ -127,6 +127,8 @@ typedef int32_t guardant_family;
 #define GUARDANT_REASON_TLS_HANDSHAKE "tls_handshake"
 #define GUARDANT_REASON_CERT_EXPIRED "cert_expired"
 #define GUARDANT_REASON_CERT_HOSTNAME "cert_hostname"
+/* Used with GUARDANT_STATUS_DEGRADED: the certificate chain expires soon. */
+#define GUARDANT_REASON_CERT_EXPIRING "cert_expiring"
 #define GUARDANT_REASON_HTTP_STATUS "http_status"
 #define GUARDANT_REASON_ASSERTION "assertion"
 #define GUARDANT_REASON_BODY_LIMIT "body_limit"
