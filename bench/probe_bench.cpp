@@ -24,6 +24,7 @@
 // Output: one JSON object on stdout. Logs (warnings from the engine) go to
 // stderr. Loopback only: the program connects to nothing but --target.
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -187,6 +188,13 @@ long status_kib(const char* key) {
     if (line.compare(0, klen, key) == 0 && line.size() > klen && line[klen] == ':')
       return std::strtol(line.c_str() + klen + 1, nullptr, 10);
   return -1;
+}
+
+// Bytes the process has allocated with malloc and not freed (all arenas).
+// Beside RSS it tells allocations apart from page effects.
+long heap_in_use() {
+  auto mi = mallinfo2();
+  return static_cast<long>(mi.uordblks + mi.hblkhd);
 }
 
 size_t open_fds() {
@@ -618,12 +626,15 @@ class Bench {
     // Let the loop run once so lazy plugin state settles before the baseline.
     e_->clock.call_after(std::chrono::milliseconds(50), [this] {
       rss_baseline_kib_ = status_kib("VmRSS");
+      heap_baseline_ = heap_in_use();
       first_k_ = std::max<uint64_t>(1, o_.hold / 100);
       hold_stage(first_k_, [this] {
         rss_k_kib_ = status_kib("VmRSS");
+        heap_k_ = heap_in_use();
         inflight_k_ = runner_->in_flight();
         hold_stage(o_.hold, [this] {
           rss_n_kib_ = status_kib("VmRSS");
+          heap_n_ = heap_in_use();
           inflight_n_ = runner_->in_flight();
           hwm_at_hold_kib_ = status_kib("VmHWM");
           server_requests_ = server_.counters ? server_.counters->requests.load() : 0;
@@ -706,7 +717,12 @@ class Bench {
         << ",\"rss_first_kib\":" << rss_k_kib_ << ",\"in_flight_first\":" << inflight_k_
         << ",\"rss_all_kib\":" << rss_n_kib_ << ",\"peak_rss_kib\":" << hwm_at_hold_kib_
         << ",\"rss_per_inflight_kib\":" << num(per, 2)
-        << ",\"marginal_rss_per_inflight_kib\":" << num(marginal, 2);
+        << ",\"marginal_rss_per_inflight_kib\":" << num(marginal, 2)
+        << ",\"heap_baseline_bytes\":" << heap_baseline_ << ",\"heap_all_bytes\":" << heap_n_
+        << ",\"heap_per_inflight_bytes\":"
+        << num(inflight_n_ ? static_cast<double>(heap_n_ - heap_baseline_) / static_cast<double>(inflight_n_) : NAN, 0)
+        << ",\"marginal_heap_per_inflight_bytes\":"
+        << num(inflight_n_ > inflight_k_ ? static_cast<double>(heap_n_ - heap_k_) / static_cast<double>(inflight_n_ - inflight_k_) : NAN, 0);
     } else {
       const double secs = std::chrono::duration<double>(t1_ - t0_).count();
       const double cpu = cpu1_ - cpu0_;
@@ -752,6 +768,7 @@ class Bench {
   size_t base_fds_ = 0, fds_at_hold_ = 0;
   long rss_loaded_kib_ = 0, rss_baseline_kib_ = 0, rss_k_kib_ = 0, rss_n_kib_ = 0, hwm_at_hold_kib_ = 0;
   uint64_t first_k_ = 0, inflight_k_ = 0, inflight_n_ = 0, server_requests_ = 0, server_accepted_ = 0;
+  long heap_baseline_ = 0, heap_k_ = 0, heap_n_ = 0;
   uint64_t stage_total_ = 0;
   Clock::time_point stage_start_{};
   int stable_samples_ = 0;

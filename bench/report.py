@@ -56,6 +56,8 @@ def _metrics(rec):
             "in_flight": r["in_flight"],
             "kib_per_in_flight": r["rss_per_inflight_kib"],
             "marginal_kib_per_in_flight": r["marginal_rss_per_inflight_kib"],
+            "heap_kib_per_in_flight": (r["heap_per_inflight_bytes"] / 1024
+                                       if r.get("heap_per_inflight_bytes") is not None else None),
             "settled": r["settled"],
         }
     if who == "blackbox_hold":
@@ -95,8 +97,8 @@ def _line(rec):
                 f"(wrk, Connection: close, straight at nginx), non-200 {rec['wrk']['bad']}")
     if who == "ours_hold":
         return (f"ours hold {p} #{rec['repeat']}: {m['in_flight']} in flight, "
-                f"{m['kib_per_in_flight']:.2f} KiB each (marginal {m['marginal_kib_per_in_flight']:.2f}), "
-                f"settled={m['settled']}")
+                f"{m['kib_per_in_flight']:.2f} KiB each (marginal {m['marginal_kib_per_in_flight']:.2f}, "
+                f"malloc'd {fmt(m['heap_kib_per_in_flight'], '.2f')}), settled={m['settled']}")
     if who == "blackbox_hold":
         k = m["kib_per_in_flight"]
         return (f"blackbox hold {p} #{rec['repeat']}: {m['in_flight']} in flight, "
@@ -200,7 +202,8 @@ def report(meta_path, raw_path, out_path):
         if oh:
             s = (f"{'':<6}held in flight: guardant {fmt(oh['in_flight'], '.0f')} checks, "
                  f"{fmt(oh['kib_per_in_flight'], '.2f')} KiB each "
-                 f"(marginal {fmt(oh.get('marginal_kib_per_in_flight'), '.2f')})")
+                 f"(marginal {fmt(oh.get('marginal_kib_per_in_flight'), '.2f')}, "
+                 f"malloc'd {fmt(oh.get('heap_kib_per_in_flight'), '.2f')})")
             if bh:
                 s += (f"; blackbox {fmt(bh['in_flight'], '.0f')} probes, "
                       f"{fmt(bh['kib_per_in_flight'], '.2f')} KiB each")

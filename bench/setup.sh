@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that only the benchmark needs (bench/run.sh):
 # nginx (target), wrk (load generator and the machine's ceiling),
-# prometheus-blackbox-exporter (the bar to clear) and hyperfine.
+# prometheus-blackbox-exporter (the bar to clear), plus the small tools run.sh
+# uses (curl, ps, ss, python3).
 # Idempotent: runs `apt-get update` (once) only when something is missing.
 # The packages' own services are not started: bench/run.sh starts private
 # instances on free loopback ports and stops them itself.
 set -euo pipefail
 
-packages=(nginx-light wrk prometheus-blackbox-exporter hyperfine curl procps)
+packages=(nginx-light wrk prometheus-blackbox-exporter curl procps iproute2 python3)
 # nginx-light is the small build; plain nginx serves just as well.
 if dpkg-query -W -f='${Status}' nginx 2>/dev/null | grep -q 'install ok installed'; then
   packages=("${packages[@]/nginx-light/nginx}")
