@@ -10,6 +10,7 @@ packages=(
   libtomlplusplus-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev googletest
   redis-server curl procps iproute2 python3
+  nghttp2-server
 )
 
 missing=()
