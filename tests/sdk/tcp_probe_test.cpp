@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "support/netns_dns.hpp"
+
 using guardant::Status;
 using guardant::testing::CheckRun;
 using guardant::testing::FakeHost;
@@ -258,17 +260,25 @@ TEST_F(TcpProbe, UpOnIpv6Loopback) {
 }
 
 TEST_F(TcpProbe, UnresolvableNameIsNxdomain) {
-  CheckRun r = run("does-not-exist.invalid:80", "{}", 30s);
-  ASSERT_TRUE(r.started()) << r.start_error;
-  if (r.failure_reason == "dns_error" || r.failure_reason == "dns_timeout")
-    GTEST_SKIP() << "no working resolver here: " << r.failure_detail;
-  EXPECT_EQ(r.status, Status::Down);
-  EXPECT_EQ(r.failure_reason, "dns_nxdomain") << r.failure_detail;
-  EXPECT_EQ(r.failure_phase, "resolve");
-  EXPECT_NE(r.failure_detail.find("does-not-exist.invalid"), std::string::npos);
-  ASSERT_TRUE(r.timings.has_value());
-  EXPECT_GE(r.timings->resolve_ms, 0.0);
-  EXPECT_LT(r.timings->connect_ms, 0.0);  // never got there
+  // In a namespace of the test's own with a fake DNS server: no query leaves
+  // the machine.
+  std::string skip = guardant::test::run_in_new_netns([] {
+    guardant::test::FakeDns dns(guardant::test::FakeDns::Mode::Nxdomain);
+    ASSERT_TRUE(dns.error().empty()) << dns.error();
+    FakeHost host;
+    ASSERT_NE(host.load(kPluginPath), nullptr) << host.last_error();
+    CheckRun r = host.run_check("tcp", "nothing.guardant.test:80", "{}", 10s);
+    ASSERT_TRUE(r.started()) << r.start_error;
+    EXPECT_EQ(r.status, Status::Down);
+    EXPECT_EQ(r.failure_reason, "dns_nxdomain") << r.failure_detail;
+    EXPECT_EQ(r.failure_phase, "resolve");
+    EXPECT_NE(r.failure_detail.find("nothing.guardant.test"), std::string::npos);
+    ASSERT_TRUE(r.timings.has_value());
+    EXPECT_GE(r.timings->resolve_ms, 0.0);
+    EXPECT_LT(r.timings->connect_ms, 0.0);  // never got there
+    EXPECT_GT(dns.queries(), 0u);
+  });
+  if (!skip.empty()) GTEST_SKIP() << skip;
 }
 
 TEST_F(TcpProbe, BadTargetsAreInvalidConfig) {

@@ -131,13 +131,15 @@ TEST(ConfigFiles, ShippedStandaloneTomlIsTheOfflineDemo) {
   EXPECT_THAT(c.plugins.dirs,
               ElementsAre((fs::path(GUARDANT_SOURCE_DIR) / "build" / "plugins").string()));
   EXPECT_THAT(c.plugins.required, Contains("tcp"));
-  ASSERT_EQ(c.monitors.size(), 2u);
+  ASSERT_EQ(c.monitors.size(), 3u);
   EXPECT_EQ(c.monitors[0].type, "tcp");
   EXPECT_EQ(c.monitors[0].target, "127.0.0.1:3099");  // the worker's own health port
   EXPECT_EQ(c.monitors[0].interval, std::chrono::seconds(5));
   EXPECT_EQ(c.monitors[1].type, "tcp");
   EXPECT_EQ(c.monitors[1].target, "127.0.0.1:9");  // discard port: normally closed
   EXPECT_EQ(c.monitors[1].interval, std::chrono::seconds(10));
+  EXPECT_EQ(c.monitors[2].type, "ping");
+  EXPECT_EQ(c.monitors[2].target, "127.0.0.1");
 }
 
 }  // namespace
