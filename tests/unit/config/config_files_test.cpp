@@ -131,7 +131,7 @@ TEST(ConfigFiles, ShippedStandaloneTomlIsTheOfflineDemo) {
   EXPECT_THAT(c.plugins.dirs,
               ElementsAre((fs::path(GUARDANT_SOURCE_DIR) / "build" / "plugins").string()));
   EXPECT_THAT(c.plugins.required, Contains("tcp"));
-  ASSERT_EQ(c.monitors.size(), 3u);
+  ASSERT_EQ(c.monitors.size(), 4u);
   EXPECT_EQ(c.monitors[0].type, "tcp");
   EXPECT_EQ(c.monitors[0].target, "127.0.0.1:3099");  // the worker's own health port
   EXPECT_EQ(c.monitors[0].interval, std::chrono::seconds(5));
@@ -140,6 +140,7 @@ TEST(ConfigFiles, ShippedStandaloneTomlIsTheOfflineDemo) {
   EXPECT_EQ(c.monitors[1].interval, std::chrono::seconds(10));
   EXPECT_EQ(c.monitors[2].type, "ping");
   EXPECT_EQ(c.monitors[2].target, "127.0.0.1");
+  EXPECT_EQ(c.monitors[3].type, "web");
 }
 
 }  // namespace
