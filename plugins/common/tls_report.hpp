@@ -15,15 +15,15 @@
 namespace guardant::probes {
 
 struct CertReport {
-  bool present = false;             // the peer sent a certificate
-  int64_t leaf_not_before_ms = 0;   // ms since the epoch
+  bool present = false;            // the peer sent a certificate
+  int64_t leaf_not_before_ms = 0;  // ms since the epoch
   int64_t leaf_expires_at_ms = 0;
   int64_t chain_expires_at_ms = 0;  // earliest notAfter of the verified chain (leaf if unverified)
   bool chain_verified = false;      // chain_expires_at_ms comes from a verified chain
   std::string subject;              // RFC 2253 one-line form
   std::string issuer;
-  std::vector<std::string> sans;    // DNS names and IP addresses
-  std::string tls_version;          // "TLSv1.3"
+  std::vector<std::string> sans;  // DNS names and IP addresses
+  std::string tls_version;        // "TLSv1.3"
   std::string cipher;
 };
 

@@ -97,6 +97,7 @@
 #include <vector>
 
 #include "icmp.hpp"
+#include "net_util.hpp"
 
 #ifndef GUARDANT_PLUGIN_VERSION
 #define GUARDANT_PLUGIN_VERSION "0.0.0-dev"
@@ -182,16 +183,8 @@ struct Target {
   int literal_family = 0;  // 4 or 6 when an address literal, else 0
 };
 
-bool is_ipv4_literal(const std::string& s) {
-  in_addr a{};
-  return inet_pton(AF_INET, s.c_str(), &a) == 1;
-}
-
-bool is_ipv6_literal(const std::string& s) {
-  in6_addr a{};
-  std::string addr = s.substr(0, s.find('%'));  // allow a zone: fe80::1%eth0
-  return inet_pton(AF_INET6, addr.c_str(), &a) == 1;
-}
+using guardant::probes::is_ipv4_literal;
+using guardant::probes::is_ipv6_literal;
 
 // A host name or an address; ping has no port.
 Target parse_target(const std::string& text) {
@@ -627,21 +620,9 @@ class PingCheck final : public Check {
     int err = 0;
   };
 
-  // min(option timeout, time to the host's deadline minus a margin), as in
-  // the tcp probe: the margin (5% of the time left, 2..50 ms) lets our
-  // result reach the host before its deadline fires.
+  // The SDK's budget: min(timeout option, deadline minus a margin).
   int64_t budget_ns(int64_t now) const {
-    int64_t budget = kDefaultTimeoutNs;
-    const bool has_deadline = request().deadline_ns > 0;
-    if (settings_.timeout_ms)
-      budget = static_cast<int64_t>(std::llround(*settings_.timeout_ms * kNsPerMs));
-    if (has_deadline) {
-      int64_t to_deadline = request().deadline_ns - now;
-      int64_t margin = std::clamp<int64_t>(to_deadline / 20, 2 * kNsPerMs, 50 * kNsPerMs);
-      int64_t by_deadline = to_deadline - margin;
-      budget = settings_.timeout_ms ? std::min(budget, by_deadline) : by_deadline;
-    }
-    return budget;
+    return guardant::check_budget_ns(request(), settings_.timeout_ms, now, kDefaultTimeoutNs);
   }
 
   void on_resolved(const guardant::Resolution& r) {

@@ -68,17 +68,6 @@ Step parse_step(const json::Value& element, const std::string& name) {
 
 }  // namespace
 
-bool is_ipv4_literal(const std::string& s) {
-  in_addr a{};
-  return inet_pton(AF_INET, s.c_str(), &a) == 1;
-}
-
-bool is_ipv6_literal(const std::string& s) {
-  in6_addr a{};
-  std::string addr = s.substr(0, s.find('%'));  // allow a zone: fe80::1%eth0
-  return inet_pton(AF_INET6, addr.c_str(), &a) == 1;
-}
-
 Target parse_target(const std::string& text) {
   const std::string shown =
       "target '" + (text.size() > 100 ? text.substr(0, 100) + "..." : text) + "'";

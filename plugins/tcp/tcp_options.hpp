@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "net_util.hpp"
+
 namespace guardant::tcp {
 
 struct Target {
@@ -22,8 +24,8 @@ struct Target {
   int literal_family = 0;  // 4 or 6 when host is an address literal, else 0
 };
 
-bool is_ipv4_literal(const std::string& s);
-bool is_ipv6_literal(const std::string& s);
+using guardant::probes::is_ipv4_literal;
+using guardant::probes::is_ipv6_literal;
 
 // Parses `host:port` or `[ipv6]:port`. Throws ConfigError saying what is
 // wrong and what is expected.

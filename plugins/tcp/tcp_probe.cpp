@@ -106,6 +106,7 @@
 #include <utility>
 #include <vector>
 
+#include "net_util.hpp"
 #include "tcp_options.hpp"
 #include "tcp_tls.hpp"
 #include "tls_report.hpp"
@@ -207,25 +208,6 @@ std::string escape_bytes(std::string_view data, size_t max_bytes, bool quotes) {
   return out;
 }
 
-// What connect errno means for the target.
-const char* reason_for_errno(int e) {
-  switch (e) {
-    case ECONNREFUSED:
-      return GUARDANT_REASON_CONNECT_REFUSED;
-    case ETIMEDOUT:
-      return GUARDANT_REASON_CONNECT_TIMEOUT;
-    case ENETUNREACH:
-    case EHOSTUNREACH:
-    case ENETDOWN:
-    case EHOSTDOWN:
-    case EADDRNOTAVAIL:  // e.g. no IPv6 address configured on this machine
-    case EAFNOSUPPORT:   // the family is disabled on this machine
-      return GUARDANT_REASON_NETWORK_UNREACHABLE;
-    default:
-      return "connect_error";
-  }
-}
-
 // Errors that say the worker, not the target, is in trouble.
 bool is_worker_errno(int e) {
   return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
@@ -298,21 +280,9 @@ class TcpCheck final : public Check {
   // Time
   // ---------------------------------------------------------------------
 
-  // min(option timeout, time to the host's deadline minus a margin). The
-  // margin (5% of the time left, 2..50 ms) lets our result reach the host
-  // before its deadline fires.
+  // The SDK's budget: min(timeout option, deadline minus a margin).
   int64_t budget_ns(int64_t now) const {
-    int64_t budget = kDefaultTimeoutNs;
-    const bool has_deadline = request().deadline_ns > 0;
-    if (settings_.timeout_ms)
-      budget = static_cast<int64_t>(std::llround(*settings_.timeout_ms * kNsPerMs));
-    if (has_deadline) {
-      int64_t to_deadline = request().deadline_ns - now;
-      int64_t margin = std::clamp<int64_t>(to_deadline / 20, 2 * kNsPerMs, 50 * kNsPerMs);
-      int64_t by_deadline = to_deadline - margin;
-      budget = settings_.timeout_ms ? std::min(budget, by_deadline) : by_deadline;
-    }
-    return budget;
+    return guardant::check_budget_ns(request(), settings_.timeout_ms, now, kDefaultTimeoutNs);
   }
 
   void on_timeout() {
@@ -469,7 +439,8 @@ class TcpCheck final : public Check {
     std::string ep = endpoint(addrs_[index]);
     std::string detail = e == ECONNREFUSED ? "connection refused by " + ep
                                            : ep + ": " + std::string(std::strerror(e));
-    attempts_.push_back(Attempt{std::move(ep), reason_for_errno(e), std::move(detail)});
+    attempts_.push_back(
+        Attempt{std::move(ep), guardant::probes::connect_reason_for_errno(e), std::move(detail)});
   }
 
   void on_connected() {

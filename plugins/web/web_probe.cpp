@@ -120,6 +120,7 @@
 #include <vector>
 
 #include "curl_driver.hpp"
+#include "net_util.hpp"
 #include "tls_report.hpp"
 #include "web_options.hpp"
 
@@ -155,7 +156,6 @@ constexpr size_t kMaxWarned = 10'000;
 constexpr const char* kReasonConnectionClosed = "connection_closed";
 constexpr const char* kReasonProtocolError = "protocol_error";
 constexpr const char* kReasonTooManyRedirects = "too_many_redirects";
-constexpr const char* kReasonConnectError = "connect_error";
 constexpr const char* kReasonSlow = "slow_response";
 constexpr const char* kReasonCertExpiring = "cert_expiring";
 
@@ -307,25 +307,6 @@ Target parse_target(const std::string& text, const WebOptions& o) {
   return t;
 }
 
-// What an errno from connect() means for the target (as the tcp probe).
-const char* reason_for_errno(long e) {
-  switch (e) {
-    case ECONNREFUSED:
-      return GUARDANT_REASON_CONNECT_REFUSED;
-    case ETIMEDOUT:
-      return GUARDANT_REASON_CONNECT_TIMEOUT;
-    case ENETUNREACH:
-    case EHOSTUNREACH:
-    case ENETDOWN:
-    case EHOSTDOWN:
-    case EADDRNOTAVAIL:
-    case EAFNOSUPPORT:
-      return GUARDANT_REASON_NETWORK_UNREACHABLE;
-    default:
-      return kReasonConnectError;
-  }
-}
-
 // libcurl's cumulative progress marks (µs since the start of each hop,
 // summed over the hops of a redirect chain).
 struct Marks {
@@ -475,19 +456,9 @@ class WebCheck final : public Check, public guardant::web::Transfer {
   // ---------------------------------------------------------------------
   // Setup
 
-  // min(option timeout, time to the host's deadline minus a margin), as
-  // the tcp probe: the margin (5% of the time left, 2..50 ms) lets our
-  // result reach the host before its deadline fires.
+  // The SDK's budget: min(timeout option, deadline minus a margin).
   int64_t budget_ns(int64_t now) const {
-    int64_t budget = kDefaultTimeoutNs;
-    if (opts_.timeout_ms) budget = static_cast<int64_t>(std::llround(*opts_.timeout_ms * kNsPerMs));
-    if (request().deadline_ns > 0) {
-      int64_t to_deadline = request().deadline_ns - now;
-      int64_t margin = std::clamp<int64_t>(to_deadline / 20, 2 * kNsPerMs, 50 * kNsPerMs);
-      int64_t by_deadline = to_deadline - margin;
-      budget = opts_.timeout_ms ? std::min(budget, by_deadline) : by_deadline;
-    }
-    return budget;
+    return guardant::check_budget_ns(request(), opts_.timeout_ms, now, kDefaultTimeoutNs);
   }
 
   void warn_unknown_keys() {
@@ -1012,7 +983,8 @@ class WebCheck final : public Check, public guardant::web::Transfer {
         if (o.os_errno == ECONNREFUSED && !o.ip.empty())
           detail = "connection refused by " + host_for_curl(o.ip) + ":" + std::to_string(o.port);
         if (opts_.proxy) detail = "proxy: " + detail;
-        return down(reason_for_errno(o.os_errno), Phase::Connect, detail, o);
+        return down(guardant::probes::connect_reason_for_errno(o.os_errno), Phase::Connect, detail,
+                    o);
       }
       case CURLE_OPERATION_TIMEDOUT:
         return timed_out(o);

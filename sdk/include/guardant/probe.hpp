@@ -165,6 +165,27 @@ struct Host {
   }
 };
 
+// How long a check may run, starting at `now_ns`: min(the probe's own
+// timeout option, time to the host's deadline minus a margin). The margin
+// (5% of the time left, 2..50 ms) lets the probe's own, more precise result
+// reach the host before the host's deadline records a generic `timeout`.
+// Without a deadline (FakeHost calls without one) `fallback_ns` applies.
+inline int64_t check_budget_ns(const Request& request, std::optional<double> timeout_ms,
+                               int64_t now_ns, int64_t fallback_ns = 10'000'000'000) {
+  constexpr int64_t kNsPerMs = 1'000'000;
+  int64_t budget = fallback_ns;
+  if (timeout_ms) budget = static_cast<int64_t>(*timeout_ms * kNsPerMs + 0.5);
+  if (request.deadline_ns > 0) {
+    const int64_t to_deadline = request.deadline_ns - now_ns;
+    int64_t margin = to_deadline / 20;
+    if (margin < 2 * kNsPerMs) margin = 2 * kNsPerMs;
+    if (margin > 50 * kNsPerMs) margin = 50 * kNsPerMs;
+    const int64_t by_deadline = to_deadline - margin;
+    budget = timeout_ms ? (budget < by_deadline ? budget : by_deadline) : by_deadline;
+  }
+  return budget;
+}
+
 class Check;
 
 namespace detail {
