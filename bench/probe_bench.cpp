@@ -23,6 +23,8 @@
 //
 // Output: one JSON object on stdout. Logs (warnings from the engine) go to
 // stderr. Loopback only: the program connects to nothing but --target.
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
@@ -35,7 +37,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
@@ -43,7 +44,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -139,25 +139,41 @@ Options parse(int argc, char** argv) {
       }
       return v;
     };
-    if (a == "--type") o.type = next();
-    else if (a == "--target") o.target = next();
-    else if (a == "--config-json") o.config_json = next();
-    else if (a == "--plugin-dir") o.plugin_dirs.push_back(next());
-    else if (a == "-n" || a == "--checks") o.n = static_cast<uint64_t>(num(next()));
-    else if (a == "-c" || a == "--concurrency") o.concurrency = static_cast<size_t>(num(next()));
-    else if (a == "--warmup") o.warmup = static_cast<uint64_t>(num(next()));
+    if (a == "--type")
+      o.type = next();
+    else if (a == "--target")
+      o.target = next();
+    else if (a == "--config-json")
+      o.config_json = next();
+    else if (a == "--plugin-dir")
+      o.plugin_dirs.push_back(next());
+    else if (a == "-n" || a == "--checks")
+      o.n = static_cast<uint64_t>(num(next()));
+    else if (a == "-c" || a == "--concurrency")
+      o.concurrency = static_cast<size_t>(num(next()));
+    else if (a == "--warmup")
+      o.warmup = static_cast<uint64_t>(num(next()));
     else if (a == "--timeout-ms") {
       o.timeout_ms = static_cast<int64_t>(num(next()));
       timeout_set = true;
-    } else if (a == "--no-records") o.records = false;
-    else if (a == "--max-seconds") o.max_seconds = num(next());
-    else if (a == "--label") o.label = next();
-    else if (a == "--hold") o.hold = static_cast<uint64_t>(num(next()));
-    else if (a == "--hold-server") o.hold_server = next();
-    else if (a == "--settle-seconds") o.settle_seconds = num(next());
-    else if (a == "--serve") o.serve = next();
-    else if (a == "--port") o.port = static_cast<int>(num(next()));
-    else if (a == "-h" || a == "--help") usage(0);
+    } else if (a == "--no-records")
+      o.records = false;
+    else if (a == "--max-seconds")
+      o.max_seconds = num(next());
+    else if (a == "--label")
+      o.label = next();
+    else if (a == "--hold")
+      o.hold = static_cast<uint64_t>(num(next()));
+    else if (a == "--hold-server")
+      o.hold_server = next();
+    else if (a == "--settle-seconds")
+      o.settle_seconds = num(next());
+    else if (a == "--serve")
+      o.serve = next();
+    else if (a == "--port")
+      o.port = static_cast<int>(num(next()));
+    else if (a == "-h" || a == "--help")
+      usage(0);
     else {
       std::cerr << "unknown argument: " << a << "\n";
       usage(2);
@@ -226,11 +242,21 @@ std::string json_str(const std::string& s) {
   std::string o = "\"";
   for (unsigned char ch : s) {
     switch (ch) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\r': o += "\\r"; break;
-      case '\t': o += "\\t"; break;
+      case '"':
+        o += "\\\"";
+        break;
+      case '\\':
+        o += "\\\\";
+        break;
+      case '\n':
+        o += "\\n";
+        break;
+      case '\r':
+        o += "\\r";
+        break;
+      case '\t':
+        o += "\\t";
+        break;
       default:
         if (ch < 0x20) {
           char b[8];
@@ -333,7 +359,9 @@ int bound_port(int fd) {
 }
 
 volatile sig_atomic_t g_stop = 0;
-void on_stop_signal(int) { g_stop = 1; }
+void on_stop_signal(int) {
+  g_stop = 1;
+}
 
 // Runs until g_stop or `max_seconds`. Never answers anything.
 void serve_loop(int lfd, const std::string& kind, ServerCounters& c, double max_seconds) {
@@ -499,7 +527,8 @@ class Bench {
       std::cerr << "; types:";
       for (auto& t : e_->registry.type_names()) std::cerr << " " << t;
       std::cerr << ")\n";
-      for (auto& r : e_->registry.refusals()) std::cerr << "  refused " << r.path << ": " << r.reason << "\n";
+      for (auto& r : e_->registry.refusals())
+        std::cerr << "  refused " << r.path << ": " << r.reason << "\n";
       return 2;
     }
     if (auto p = e_->registry.plugin_for(o_.type)) {
@@ -670,7 +699,8 @@ class Bench {
       long rss = status_kib("VmRSS");
       stable_samples_ = (ready && rss == last_rss_) ? stable_samples_ + 1 : 0;
       last_rss_ = rss;
-      bool timed_out = Clock::now() - stage_start_ > std::chrono::duration<double>(o_.settle_seconds);
+      bool timed_out =
+          Clock::now() - stage_start_ > std::chrono::duration<double>(o_.settle_seconds);
       if (stable_samples_ >= 3 || timed_out) {
         if (timed_out) settled_ = false;
         auto f = std::move(stage_then_);
@@ -699,8 +729,7 @@ class Bench {
     if (!o_.label.empty()) j << ",\"label\":" << json_str(o_.label);
     j << ",\"type\":" << json_str(o_.type) << ",\"target\":" << json_str(target_)
       << ",\"config\":" << json_str(o_.config_json) << ",\"plugin\":" << json_str(plugin_)
-      << ",\"records\":" << (o_.records ? "true" : "false")
-      << ",\"timeout_ms\":" << o_.timeout_ms;
+      << ",\"records\":" << (o_.records ? "true" : "false") << ",\"timeout_ms\":" << o_.timeout_ms;
     if (o_.hold) {
       const double per = inflight_n_ ? static_cast<double>(rss_n_kib_ - rss_baseline_kib_) /
                                            static_cast<double>(inflight_n_)
@@ -710,34 +739,40 @@ class Bench {
                                         static_cast<double>(inflight_n_ - inflight_k_)
                                   : NAN;
       j << ",\"hold\":" << o_.hold << ",\"hold_server\":" << json_str(o_.hold_server)
-        << ",\"settled\":" << (settled_ ? "true" : "false")
-        << ",\"in_flight\":" << inflight_n_ << ",\"server_accepted\":" << server_accepted_
+        << ",\"settled\":" << (settled_ ? "true" : "false") << ",\"in_flight\":" << inflight_n_
+        << ",\"server_accepted\":" << server_accepted_
         << ",\"server_requests\":" << server_requests_ << ",\"sockets\":" << fds_at_hold_
-        << ",\"rss_loaded_kib\":" << rss_loaded_kib_ << ",\"rss_baseline_kib\":" << rss_baseline_kib_
-        << ",\"rss_first_kib\":" << rss_k_kib_ << ",\"in_flight_first\":" << inflight_k_
-        << ",\"rss_all_kib\":" << rss_n_kib_ << ",\"peak_rss_kib\":" << hwm_at_hold_kib_
-        << ",\"rss_per_inflight_kib\":" << num(per, 2)
+        << ",\"rss_loaded_kib\":" << rss_loaded_kib_
+        << ",\"rss_baseline_kib\":" << rss_baseline_kib_ << ",\"rss_first_kib\":" << rss_k_kib_
+        << ",\"in_flight_first\":" << inflight_k_ << ",\"rss_all_kib\":" << rss_n_kib_
+        << ",\"peak_rss_kib\":" << hwm_at_hold_kib_ << ",\"rss_per_inflight_kib\":" << num(per, 2)
         << ",\"marginal_rss_per_inflight_kib\":" << num(marginal, 2)
         << ",\"heap_baseline_bytes\":" << heap_baseline_ << ",\"heap_all_bytes\":" << heap_n_
         << ",\"heap_per_inflight_bytes\":"
-        << num(inflight_n_ ? static_cast<double>(heap_n_ - heap_baseline_) / static_cast<double>(inflight_n_) : NAN, 0)
+        << num(inflight_n_ ? static_cast<double>(heap_n_ - heap_baseline_) /
+                                 static_cast<double>(inflight_n_)
+                           : NAN,
+               0)
         << ",\"marginal_heap_per_inflight_bytes\":"
-        << num(inflight_n_ > inflight_k_ ? static_cast<double>(heap_n_ - heap_k_) / static_cast<double>(inflight_n_ - inflight_k_) : NAN, 0);
+        << num(inflight_n_ > inflight_k_ ? static_cast<double>(heap_n_ - heap_k_) /
+                                               static_cast<double>(inflight_n_ - inflight_k_)
+                                         : NAN,
+               0);
     } else {
       const double secs = std::chrono::duration<double>(t1_ - t0_).count();
       const double cpu = cpu1_ - cpu0_;
       j << ",\"checks\":" << measured_ << ",\"concurrency\":" << o_.concurrency
         << ",\"warmup\":" << o_.warmup << ",\"elapsed_s\":" << num(secs, 4)
         << ",\"checks_per_s\":" << num(measured_ / secs, 1) << ",\"cpu_s\":" << num(cpu, 4)
-        << ",\"cpu_s_per_1000\":" << num(measured_ ? cpu * 1000.0 / static_cast<double>(measured_) : NAN, 4)
-        << ",\"cpu_util\":" << num(cpu / secs, 3)
-        << ",\"rss_loaded_kib\":" << rss_loaded_kib_
+        << ",\"cpu_s_per_1000\":"
+        << num(measured_ ? cpu * 1000.0 / static_cast<double>(measured_) : NAN, 4)
+        << ",\"cpu_util\":" << num(cpu / secs, 3) << ",\"rss_loaded_kib\":" << rss_loaded_kib_
         << ",\"peak_rss_kib\":" << status_kib("VmHWM");
     }
     j << ",\"status\":" << json_counts(status_) << ",\"reasons\":" << json_counts(reasons_)
       << ",\"timed_out\":" << timed_out_ << ",\"late_completions\":" << late_
-      << ",\"latency_ms\":{\"p50\":" << num(latency_.percentile(50)) << ",\"p90\":"
-      << num(latency_.percentile(90)) << ",\"p99\":" << num(latency_.percentile(99))
+      << ",\"latency_ms\":{\"p50\":" << num(latency_.percentile(50))
+      << ",\"p90\":" << num(latency_.percentile(90)) << ",\"p99\":" << num(latency_.percentile(99))
       << ",\"max\":" << num(latency_.max()) << ",\"mean\":" << num(latency_.mean()) << "}"
       << ",\"record_bytes\":" << record_bytes_ << ",\"example_message\":" << json_str(example_)
       << ",\"aborted\":" << (aborted_ ? "true" : "false") << "}";
@@ -766,8 +801,10 @@ class Bench {
 
   // hold
   size_t base_fds_ = 0, fds_at_hold_ = 0;
-  long rss_loaded_kib_ = 0, rss_baseline_kib_ = 0, rss_k_kib_ = 0, rss_n_kib_ = 0, hwm_at_hold_kib_ = 0;
-  uint64_t first_k_ = 0, inflight_k_ = 0, inflight_n_ = 0, server_requests_ = 0, server_accepted_ = 0;
+  long rss_loaded_kib_ = 0, rss_baseline_kib_ = 0, rss_k_kib_ = 0, rss_n_kib_ = 0,
+       hwm_at_hold_kib_ = 0;
+  uint64_t first_k_ = 0, inflight_k_ = 0, inflight_n_ = 0, server_requests_ = 0,
+           server_accepted_ = 0;
   long heap_baseline_ = 0, heap_k_ = 0, heap_n_ = 0;
   uint64_t stage_total_ = 0;
   Clock::time_point stage_start_{};

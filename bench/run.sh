@@ -148,10 +148,14 @@ emit() {
 }
 
 # ------------------------------------------------------------------ build
+# The code measured: the commit, and engine/SDK/probe files changed beside it
+# (taken before building, since the tree may change during the run).
+GIT_HEAD=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+GIT_CHANGES=$(git -C "$ROOT" status --porcelain -- engine sdk plugins 2>/dev/null || true)
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
   hook=()
   if grep -Eq '^[[:space:]]*add_subdirectory\([[:space:]]*bench' "$ROOT/CMakeLists.txt"; then
-    hook=(-DCMAKE_PROJECT_INCLUDE=)
+    hook=(-UCMAKE_PROJECT_INCLUDE)  # drop the hook a run before the line landed may have set
   else
     # Until the top-level CMakeLists.txt adds bench/, include it from a hook
     # kept in the build dir.
@@ -274,7 +278,8 @@ run_wrk() {
   local n=$1 c=$2 url=$3 expect=$4
   shift 4
   BENCH_WRK_N=$n BENCH_WRK_EXPECT=$expect timeout $((MAX_SECONDS + 15)) \
-    wrk -t1 -c"$c" -d"${MAX_SECONDS}s" --timeout 10s -s "$LUA" "$@" "$url" | grep '^{' | tail -1
+    wrk -t1 -c"$c" -d"${MAX_SECONDS}s" --timeout 10s -s "$LUA" "$@" "$url" 2>>"$WORK/wrk.err" |
+    grep '^{' | tail -1 || true
 }
 
 # ------------------------------------------------------------------ measurements
@@ -330,7 +335,7 @@ blackbox_hold() {  # probe module kind target-template repeat
   serve_pid=$!
   PIDS+=("$serve_pid")
   for _ in $(seq 50); do grep -q port "$serve_out" 2>/dev/null && break; sleep 0.1; done
-  hold_port=$(grep -o '"port":[0-9]*' "$serve_out" | cut -d: -f2)
+  hold_port=$(grep -o '"port":[0-9]*' "$serve_out" | cut -d: -f2 || true)
   [[ -n $hold_port ]] || die "holding server did not start"
   target=${4/\{port\}/$hold_port}
   start_blackbox
@@ -416,9 +421,9 @@ mkdir -p "$(dirname "$OUT")"
   echo "\"kernel\":\"$(uname -r)\","
   echo "\"os\":$(python3 -c 'import json; print(json.dumps(next((l.split("=",1)[1].strip().strip("\"") for l in open("/etc/os-release") if l.startswith("PRETTY_NAME=")), "")))')},"
   echo "\"versions\":{"
-  echo "\"guardant\":\"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$([[ -z $(git -C "$ROOT" status --porcelain -- engine sdk plugins 2>/dev/null) ]] || echo -dirty)\","
+  echo "\"guardant\":\"$GIT_HEAD$([[ -z $GIT_CHANGES ]] || echo -dirty)\","
   # What was built beyond the commit (engine, SDK, probes), if anything.
-  echo "\"uncommitted\":$(git -C "$ROOT" status --porcelain -- engine sdk plugins 2>/dev/null | python3 -c 'import json,sys; print(json.dumps([l.rstrip() for l in sys.stdin]))'),"
+  echo "\"uncommitted\":$(printf '%s' "$GIT_CHANGES" | python3 -c 'import json,sys; print(json.dumps([l.rstrip() for l in sys.stdin if l.strip()]))'),"
   echo "\"nginx\":\"$(nginx -v 2>&1 | sed 's/.*nginx\///')\","
   echo "\"wrk\":\"$(wrk --version 2>&1 | head -1 | awk '{print $2}')\","
   echo "\"blackbox_exporter\":\"$("$BLACKBOX" --version 2>&1 | head -1 | awk '{print $3}')\"},"
