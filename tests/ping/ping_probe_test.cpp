@@ -23,6 +23,7 @@
 #include "icmp.hpp"
 #include "ping_test_util.hpp"
 #include "support/netns_dns.hpp"
+#include "support/probe_test.hpp"
 
 using guardant::Status;
 using guardant::testing::CheckRun;
@@ -39,26 +40,12 @@ bool starts_with(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
 }
 
-class PingProbe : public ::testing::Test {
+class PingProbe : public guardant::test::ProbeTest {
  protected:
-  void SetUp() override {
-    desc_ = host_.load(kPluginPath);
-    ASSERT_NE(desc_, nullptr) << host_.last_error();
-  }
-  void TearDown() override {
-    host_.settle();
-    // Between checks the plugin holds nothing with the host: the shared
-    // socket's watch exists only while a check uses it.
-    EXPECT_EQ(host_.outstanding_timers(), 0u);
-    EXPECT_EQ(host_.outstanding_watches(), 0u);
-    EXPECT_EQ(host_.outstanding_resolves(), 0u);
-    EXPECT_EQ(host_.outstanding_checks(), 0u);
-    for (const auto& v : host_.violations()) ADD_FAILURE() << "host contract violation: " << v;
-  }
-  CheckRun run(const std::string& target, const std::string& config = "{}",
-               std::chrono::nanoseconds timeout = 10s) {
-    return host_.run_check("ping", target, config, timeout);
-  }
+  // Between checks the plugin holds nothing with the host: the shared
+  // socket's watch exists only while a check uses it (checked in TearDown).
+  PingProbe() : ProbeTest(kPluginPath, "ping", 10s) {}
+
   // A ping that must work: skips the test when the worker may not ping at
   // all on this machine (the reason is the probe's own message).
   CheckRun run_up(const std::string& target, const std::string& config = "{}",
@@ -67,9 +54,6 @@ class PingProbe : public ::testing::Test {
     EXPECT_TRUE(r.started()) << r.start_error;
     return r;
   }
-
-  FakeHost host_;
-  const guardant_plugin_desc* desc_ = nullptr;
 };
 
 #define SKIP_IF_NO_PERMISSION(r)                                                 \

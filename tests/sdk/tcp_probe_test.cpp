@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/netns_dns.hpp"
+#include "support/probe_test.hpp"
 
 using guardant::Status;
 using guardant::testing::CheckRun;
@@ -146,28 +147,9 @@ FullBacklog fill_backlog() {
   return b;
 }
 
-class TcpProbe : public ::testing::Test {
+class TcpProbe : public guardant::test::ProbeTest {
  protected:
-  void SetUp() override {
-    desc_ = host_.load(kPluginPath);
-    ASSERT_NE(desc_, nullptr) << host_.last_error();
-  }
-  void TearDown() override {
-    host_.settle();
-    // The C++ layer's RAII must have handed everything back to the host.
-    EXPECT_EQ(host_.outstanding_timers(), 0u);
-    EXPECT_EQ(host_.outstanding_watches(), 0u);
-    EXPECT_EQ(host_.outstanding_resolves(), 0u);
-    EXPECT_EQ(host_.outstanding_checks(), 0u);
-    for (const auto& v : host_.violations()) ADD_FAILURE() << "host contract violation: " << v;
-  }
-  CheckRun run(const std::string& target, const std::string& config = "{}",
-               std::chrono::nanoseconds timeout = 5s) {
-    return host_.run_check("tcp", target, config, timeout);
-  }
-
-  FakeHost host_;
-  const guardant_plugin_desc* desc_ = nullptr;
+  TcpProbe() : ProbeTest(kPluginPath, "tcp", 5s) {}
 };
 
 bool starts_with(const std::string& s, const std::string& prefix) {

@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include "support/probe_test.hpp"
+
 namespace tcptest {
 
 using namespace std::chrono_literals;
@@ -202,27 +204,9 @@ class PeerServer {
 
 // Loads probe_tcp.so into a fake host and checks after each test that the
 // probe handed everything back and kept the host contract.
-class TcpProbeFixture : public ::testing::Test {
+class TcpProbeFixture : public guardant::test::ProbeTest {
  protected:
-  void SetUp() override {
-    desc_ = host_.load(kPluginPath);
-    ASSERT_NE(desc_, nullptr) << host_.last_error();
-  }
-  void TearDown() override {
-    host_.settle();
-    EXPECT_EQ(host_.outstanding_timers(), 0u);
-    EXPECT_EQ(host_.outstanding_watches(), 0u);
-    EXPECT_EQ(host_.outstanding_resolves(), 0u);
-    EXPECT_EQ(host_.outstanding_checks(), 0u);
-    for (const auto& v : host_.violations()) ADD_FAILURE() << "host contract violation: " << v;
-  }
-  guardant::testing::CheckRun run(const std::string& target, const std::string& config = "{}",
-                                  std::chrono::nanoseconds timeout = 5s) {
-    return host_.run_check("tcp", target, config, timeout);
-  }
-
-  guardant::testing::FakeHost host_;
-  const guardant_plugin_desc* desc_ = nullptr;
+  TcpProbeFixture() : ProbeTest(kPluginPath, "tcp", std::chrono::seconds(5)) {}
 };
 
 inline bool contains(const std::string& haystack, const std::string& needle) {

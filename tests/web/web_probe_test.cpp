@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "support/probe_test.hpp"
 #include "test_pki.hpp"
 #include "test_server.hpp"
 #include "web_test_util.hpp"
@@ -54,34 +55,16 @@ std::string json_str(const std::string& s) {
 
 // The fake host with the probe loaded; after each test nothing may be left
 // outstanding and the host contract must hold.
-class WebProbeBase : public ::testing::Test {
+class WebProbeBase : public guardant::test::ProbeTest {
  protected:
-  void SetUp() override {
-    desc_ = host_.load(kPluginPath);
-    ASSERT_NE(desc_, nullptr) << host_.last_error();
-  }
-  void TearDown() override {
-    host_.settle();
-    EXPECT_EQ(host_.outstanding_timers(), 0u);
-    EXPECT_EQ(host_.outstanding_watches(), 0u);
-    EXPECT_EQ(host_.outstanding_resolves(), 0u);
-    EXPECT_EQ(host_.outstanding_checks(), 0u);
-    for (const auto& v : host_.violations()) ADD_FAILURE() << "host contract violation: " << v;
-  }
+  WebProbeBase() : ProbeTest(kPluginPath, "web", 10s) {}
   // One check; once it has ended nothing of it may be left with the host.
   CheckRun run(const std::string& target, const std::string& config = "{}",
                std::chrono::nanoseconds timeout = 10s) {
-    CheckRun r = host_.run_check("web", target, config, timeout);
-    host_.settle();
-    EXPECT_EQ(host_.outstanding_timers(), 0u) << config;
-    EXPECT_EQ(host_.outstanding_watches(), 0u) << config;
-    EXPECT_EQ(host_.outstanding_resolves(), 0u) << config;
-    EXPECT_EQ(host_.outstanding_checks(), 0u) << config;
+    CheckRun r = ProbeTest::run(target, config, timeout);
+    expect_nothing_outstanding(config);
     return r;
   }
-
-  FakeHost host_;
-  const guardant_plugin_desc* desc_ = nullptr;
 };
 
 class WebProbe : public WebProbeBase {
