@@ -81,7 +81,7 @@ std::optional<json::object> find_result(const std::string& path, const std::stri
 
 TEST(WorkerE2E, StandaloneTcpUpThenDownWithHealthEndpoints) {
   Scratch s;
-  Listener target;
+  TargetListener target;
   const uint16_t health = free_port();
   auto results = s.path("results.jsonl");
   auto cfg = s.write("worker.toml", base_config(health, results) +
@@ -144,7 +144,7 @@ TEST(WorkerE2E, StandaloneTcpUpThenDownWithHealthEndpoints) {
 
 TEST(WorkerE2E, BrokenPluginIsRefusedAndTheWorkerRunsOn) {
   Scratch s;
-  Listener target;
+  TargetListener target;
   const uint16_t health = free_port();
   auto plugdir = s.dir / "third-party";
   fs::create_directory(plugdir);
@@ -231,7 +231,7 @@ TEST(WorkerE2E, ListPluginsShowsNameVersionAbiTypesAndPath) {
 
 TEST(WorkerE2E, ProbeSubcommandRunsOneCheck) {
   Scratch s;
-  Listener target;
+  TargetListener target;
   auto cfg = s.write("w.toml", base_config(0, "-"));
   auto r = run_command(
       kBinary, {"probe", "tcp", "127.0.0.1:" + std::to_string(target.port()), "--config-file", cfg},

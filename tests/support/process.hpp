@@ -34,9 +34,9 @@ inline std::string read_file(const std::string& path) {
 }
 
 // A listening TCP socket on 127.0.0.1 (port 0 = any free port).
-class Listener {
+class TargetListener {
  public:
-  explicit Listener(uint16_t port = 0) {
+  explicit TargetListener(uint16_t port = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -50,7 +50,7 @@ class Listener {
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
     port_ = ntohs(a.sin_port);
   }
-  ~Listener() { close(); }
+  ~TargetListener() { close(); }
   uint16_t port() const { return port_; }
   void close() {
     if (fd_ >= 0) ::close(fd_);
@@ -64,7 +64,7 @@ class Listener {
 
 // A port that was free a moment ago (bound, then released).
 inline uint16_t free_port() {
-  return Listener().port();
+  return TargetListener().port();
 }
 
 struct HttpResponse {

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/loopback.hpp"
 #include "support/probe_test.hpp"
 
 namespace tcptest {
@@ -33,26 +34,8 @@ using namespace std::chrono_literals;
 
 inline const std::string kPluginPath = std::string(GUARDANT_TEST_PLUGIN_DIR) + "/probe_tcp.so";
 
-// Owns a descriptor.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    reset();
-    fd_ = std::exchange(o.fd_, -1);
-    return *this;
-  }
-  ~Fd() { reset(); }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using guardant::test::Fd;
+using guardant::test::open_fd_count;
 
 // A TCP socket bound to 127.0.0.1 port 0; listening unless `listen` is false.
 inline Fd bind_loopback(uint16_t* port, bool listen = true) {
@@ -71,21 +54,7 @@ inline Fd bind_loopback(uint16_t* port, bool listen = true) {
   return fd;
 }
 
-// A loopback port nobody listens on: bound, never listening, then closed.
-inline uint16_t closed_port() {
-  uint16_t port = 0;
-  bind_loopback(&port, false);
-  return port;
-}
-
-inline size_t open_fd_count() {
-  size_t n = 0;
-  if (DIR* d = opendir("/proc/self/fd")) {
-    while (readdir(d)) ++n;
-    closedir(d);
-  }
-  return n;
-}
+using guardant::test::closed_port;
 
 // --- what a scripted peer does on its connection (blocking calls, bounded) ---
 

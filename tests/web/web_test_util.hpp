@@ -27,82 +27,29 @@
 #include <utility>
 #include <vector>
 
+#include "support/loopback.hpp"
 #include "support/netns_dns.hpp"
 #include "support/process.hpp"
 
 namespace guardant::webtest {
 
+using guardant::test::add_loopback_alias;
+using guardant::test::bring_loopback_up;
 using guardant::test::FakeDns;
 using guardant::test::Fd;
 using guardant::test::run_in_new_netns;
-using guardant::test::bring_loopback_up;
-using guardant::test::add_loopback_alias;
 using guardant::test::system_nameservers;
 
-struct Listener {
-  Fd fd;
-  uint16_t port = 0;
-  std::string error;
-};
+using guardant::test::closed_port;
+using guardant::test::fill_backlog;
+using guardant::test::FullBacklog;
+using guardant::test::Listener;
 
-// A socket bound to 127.0.0.1 port 0; listening with `backlog` unless < 0.
-// A listening socket nobody accepts from still completes TCP handshakes
-// (the kernel queues them): a server that connects but never speaks.
+// A listener on 127.0.0.1 with `backlog` (none when < 0). A listening socket
+// nobody accepts from still completes TCP handshakes (the kernel queues
+// them): a server that connects but never speaks.
 inline Listener open_listener(int backlog) {
-  Listener l;
-  l.fd = Fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  if (::bind(l.fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0 ||
-      (backlog >= 0 && ::listen(l.fd.get(), backlog) < 0)) {
-    l.error = std::strerror(errno);
-    return l;
-  }
-  socklen_t len = sizeof sa;
-  getsockname(l.fd.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-  l.port = ntohs(sa.sin_port);
-  return l;
-}
-
-// A loopback port nobody listens on.
-inline uint16_t closed_port() {
-  return open_listener(-1).port;
-}
-
-// A listener whose accept queue is full, so that a new connect stays
-// pending (the kernel drops the SYN): a connect timeout on loopback.
-struct FullBacklog {
-  Listener listener;
-  std::vector<Fd> fillers;
-  std::string error;
-};
-
-inline FullBacklog fill_backlog() {
-  FullBacklog b;
-  b.listener = open_listener(0);
-  if (!b.listener.error.empty()) {
-    b.error = b.listener.error;
-    return b;
-  }
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(b.listener.port);
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  for (int i = 0; i < 32; ++i) {
-    Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0 &&
-        errno != EINPROGRESS) {
-      b.error = std::string("filler connect: ") + std::strerror(errno);
-      return b;
-    }
-    pollfd p{s.get(), POLLOUT, 0};
-    int ready = ::poll(&p, 1, 200);
-    b.fillers.push_back(std::move(s));
-    if (ready == 0) return b;
-  }
-  b.error = "the kernel completed 32 connects to a listen(fd, 0) socket that never accepts";
-  return b;
+  return guardant::test::open_listener(AF_INET, "127.0.0.1", backlog);
 }
 
 inline bool can_connect(uint16_t port) {
