@@ -10,8 +10,15 @@ packages=(
   libtomlplusplus-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev googletest
   redis-server curl procps iproute2 python3
-  nghttp2-server
+  nghttp2-server openssl
+  libhowardhinnant-date-dev
 )
+# The BullMQ interop tests and the queue bench run the real bullmq npm package.
+# Debian's nodejs + npm unless a Node.js with npm is already installed (e.g.
+# NodeSource's nodejs, which bundles npm and conflicts with Debian's npm).
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,1 @@
+#include "queue/repeat_schedule.hpp"

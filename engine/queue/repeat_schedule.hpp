@@ -1,0 +1,2 @@
+#pragma once
+// Placeholder: the job-scheduler (repeat) timing is being written.
