@@ -511,6 +511,7 @@ export class TestEnv {
   queue(name = QUEUE, opts = {}) {
     const q = new Queue(name, { connection: this.redis.connection, prefix: PREFIX, ...opts });
     q.on('error', () => {}); // connection errors while Redis restarts; commands still report theirs
+    q.setMaxListeners(0); // many concurrent add() calls each listen for 'closing'
     this.closables.push(q);
     return q;
   }
