@@ -22,7 +22,7 @@
 //    A second SIGTERM/SIGINT exits at once.
 import fs from 'node:fs';
 
-import { UnrecoverableError, Worker } from 'bullmq';
+import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 
 const opts = JSON.parse(process.argv[2]);
 const queueNames = opts.queues.map((q) => q.replaceAll('{region}', opts.region));
@@ -179,15 +179,22 @@ async function gracefulStop(signal) {
   let timer;
   await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, opts.drainTimeoutMs)))]);
   clearTimeout(timer);
-  for (const { job, token } of active.values()) {
+  const left = [...active.values()].map(({ job, token }) => ({ queueName: job.queueName, id: job.id, token }));
+  // Close the Workers first: a paused Worker may still be inside its marker
+  // wait and would fetch a job handed back under its nose.
+  await Promise.allSettled(workers.map((w) => w.close(true)));
+  for (const { queueName, id, token } of left) {
+    const q = new Queue(queueName, { connection, prefix: opts.prefix });
     try {
+      const job = await Job.fromId(q, id);
       await job.moveToWait(token);
-      log(`handed ${job.queueName}/${job.id} back to wait`);
+      log(`handed ${queueName}/${id} back to wait`);
     } catch (e) {
-      log(`could not hand ${job.queueName}/${job.id} back: ${e.message}`);
+      log(`could not hand ${queueName}/${id} back: ${e.message}`);
+    } finally {
+      await q.close();
     }
   }
-  await Promise.allSettled(workers.map((w) => w.close(true)));
   log('stopped');
   process.exit(0);
 }
