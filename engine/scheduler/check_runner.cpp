@@ -91,6 +91,7 @@ void CheckRunner::finish(uint64_t id, CheckResult result, bool timed_out) {
 }
 
 void CheckRunner::report(CheckReport r, Callback& done) {
+  r.abandoned = abandoning_;
   if (observer_) observer_->on_finished(r);
   if (done) done(std::move(r));
 }
@@ -128,6 +129,7 @@ void CheckRunner::drain(Nanos timeout, std::function<void()> done) {
     drain_timer_ = 0;
     logger("scheduler")
         ->warn("drain timeout: abandoning {} check(s) still in flight", running_.size());
+    abandoning_ = true;
     while (!running_.empty()) {
       auto id = running_.begin()->first;
       registry_.abandon(running_.begin()->second.check);
@@ -136,6 +138,7 @@ void CheckRunner::drain(Nanos timeout, std::function<void()> done) {
                                  "abandoned: the worker stopped before the check finished"),
              false);
     }
+    abandoning_ = false;
   });
 }
 

@@ -32,6 +32,9 @@ struct CheckReport {
   // "unknown_type", "worker_error" (retryable), "shutting_down".
   std::optional<Error> refused;
   bool timed_out = false;
+  // The worker stopped before the check finished (drain timeout): the result
+  // says nothing about the target, so a queue job goes back to wait.
+  bool abandoned = false;
   Nanos started{}, finished{};
   int64_t finished_wall_ms = 0;
   double duration_ms() const { return static_cast<double>((finished - started).count()) / 1e6; }
@@ -97,6 +100,7 @@ class CheckRunner {
   std::function<void()> drained_;
   Clock::TimerId drain_timer_ = 0;
   bool pumping_ = false;
+  bool abandoning_ = false;
 };
 
 }  // namespace guardant::engine

@@ -21,6 +21,7 @@
 #include "results/json_text.hpp"
 #include "scheduler/check_runner.hpp"
 #include "scheduler/standalone_scheduler.hpp"
+#include "worker/queue_check_handler.hpp"
 
 #ifndef GUARDANT_INSTALL_PLUGIN_DIR
 #define GUARDANT_INSTALL_PLUGIN_DIR "/usr/lib/guardant/plugins"
@@ -156,12 +157,19 @@ RecordContext record_context(const Config& config, const PluginRegistry& registr
 
 }  // namespace
 
+// What differs between standalone and queue mode; the rest of run() (health
+// server, signals, drain, the loop) is shared.
+struct ModeHooks {
+  std::string name;
+  std::function<void()> start;
+  // Stop taking work and finish what is in flight; `done` once drained.
+  std::function<void(std::function<void()> done)> drain;
+  std::function<void(boost::json::object&)> add_health;
+  std::function<std::optional<Readiness>()> not_ready;  // nullopt: ready
+};
+
 int WorkerApp::run() {
   auto log = logger("worker");
-  if (config_.mode == WorkerMode::Queue) {
-    log->critical("queue mode is not available in this build yet; use mode = \"standalone\"");
-    return 2;
-  }
   EngineCore core;
   core.load_plugins(config_);
   auto caps = core.capabilities(config_);
@@ -176,60 +184,138 @@ int WorkerApp::run() {
     }
   }
 
-  auto sink =
-      JsonLinesSink::open(config_.results.jsonl_path.empty() ? "-" : config_.results.jsonl_path);
-  if (!sink) {
-    log->critical("{}", sink.error().message);
-    return 1;
-  }
-
   MetricsObserver observer(core.metrics);
   CheckRunner runner(core.registry, core.clock, config_.worker.concurrency, &observer);
   core.metrics.set_slots(runner.slots());
+  ModeHooks mode;
+
+  // Standalone mode: monitors from the config, results as JSON Lines.
+  std::optional<JsonLinesSink> sink;
+  std::set<std::string> invalid_reported;
+  std::unique_ptr<StandaloneScheduler> scheduler;
+  // Queue mode: jobs from Redis.
+  std::unique_ptr<QueueCheckHandler> handler;
+  std::unique_ptr<QueueMetricsObserver> queue_observer;
+  std::unique_ptr<QueueWorker> queue;
+
+  if (config_.mode == WorkerMode::Standalone) {
+    auto opened =
+        JsonLinesSink::open(config_.results.jsonl_path.empty() ? "-" : config_.results.jsonl_path);
+    if (!opened) {
+      log->critical("{}", opened.error().message);
+      return 1;
+    }
+    sink.emplace(std::move(opened.value()));
+    scheduler = std::make_unique<StandaloneScheduler>(
+        core.clock, runner, config_.monitors,
+        std::chrono::milliseconds(config_.worker.default_timeout_ms),
+        [&](const MonitorSettings& m, const CheckReport& r) {
+          if (r.refused && r.refused->code == "shutting_down") return;
+          if (r.refused && invalid_reported.insert(m.id).second)
+            log->error("monitor {} (line {}): check refused: {}", m.id, m.line, r.refused->message);
+          auto ctx = record_context(config_, core.registry, m.type);
+          ctx.service_id = m.id;
+          ctx.nest_id = m.nest_id;
+          ctx.checked_at_ms = r.finished_wall_ms;
+          if (auto st = sink->write(make_check_record(r.result, ctx)); !st)
+            log->error("{}", st.error().message);
+        });
+    mode.name = "standalone";
+    mode.start = [&] {
+      log->info(
+          "worker {} (region {}) started in standalone mode: {} monitor(s), {} slot(s), "
+          "capabilities [{}]",
+          config_.worker.id, config_.worker.region, config_.monitors.size(), runner.slots(),
+          fmt::join(caps, ", "));
+      scheduler->start();
+    };
+    mode.drain = [&](std::function<void()> done) {
+      scheduler->stop();
+      runner.drain(std::chrono::milliseconds(config_.worker.drain_timeout_ms), std::move(done));
+    };
+    mode.add_health = [&](boost::json::object& h) {
+      h["monitors"] = config_.monitors.size();
+      h["redis"] = nullptr;
+    };
+    mode.not_ready = [] { return std::optional<Readiness>(); };
+  } else {
+    if (caps.empty()) {
+      log->critical("queue mode needs at least one probe type, but no plugin loaded{}",
+                    describe_refusals(core.registry));
+      return 1;
+    }
+    handler = std::make_unique<QueueCheckHandler>(config_, core.registry, runner, caps);
+    queue_observer = std::make_unique<QueueMetricsObserver>(core.metrics.registry());
+    QueueWorkerOptions options;
+    options.worker_name = config_.worker.id;
+    options.concurrency = config_.worker.concurrency;
+    options.lock_duration = std::chrono::milliseconds(config_.queue.lock_duration_ms);
+    options.stalled_interval = std::chrono::milliseconds(config_.queue.stalled_interval_ms);
+    options.max_stalled_count = config_.queue.max_stalled_count;
+    queue =
+        std::make_unique<QueueWorker>(core.io, core.clock, config_.redis, config_.queue.prefix,
+                                      config_.queue.names, options, *handler, queue_observer.get());
+    mode.name = "queue";
+    mode.start = [&] {
+      log->info(
+          "worker {} (region {}) started in queue mode: queues [{}] on redis {}, {} slot(s), "
+          "capabilities [{}]",
+          config_.worker.id, config_.worker.region, fmt::join(config_.queue.names, ", "),
+          config_.redis.unix_socket.empty()
+              ? config_.redis.host + ":" + std::to_string(config_.redis.port)
+              : config_.redis.unix_socket,
+          runner.slots(), fmt::join(caps, ", "));
+      queue->start();
+    };
+    mode.drain = [&](std::function<void()> done) {
+      // Both must finish: the runner ends (or abandons) the checks, the queue
+      // worker writes their outcomes or hands the jobs back.
+      auto remaining = std::make_shared<int>(2);
+      auto one_done = [remaining, done = std::move(done)] {
+        if (--*remaining == 0) done();
+      };
+      queue->stop(one_done);
+      runner.drain(std::chrono::milliseconds(config_.worker.drain_timeout_ms), one_done);
+    };
+    mode.add_health = [&](boost::json::object& h) {
+      h["queues"] = to_json(config_.queue.names);
+      h["activeJobs"] = queue->active_jobs();
+      h["redis"] =
+          boost::json::object{{"connected", queue->connected()}, {"error", queue->redis_error()}};
+    };
+    mode.not_ready = [&]() -> std::optional<Readiness> {
+      if (!queue->connected()) return Readiness{false, "redis: " + queue->redis_error()};
+      return std::nullopt;
+    };
+  }
 
   const auto started_at = core.clock.now();
   bool draining = false;
-  std::set<std::string> invalid_reported;
-
-  StandaloneScheduler scheduler(core.clock, runner, config_.monitors,
-                                std::chrono::milliseconds(config_.worker.default_timeout_ms),
-                                [&](const MonitorSettings& m, const CheckReport& r) {
-                                  if (r.refused && r.refused->code == "shutting_down") return;
-                                  if (r.refused && invalid_reported.insert(m.id).second)
-                                    log->error("monitor {} (line {}): check refused: {}", m.id,
-                                               m.line, r.refused->message);
-                                  auto ctx = record_context(config_, core.registry, m.type);
-                                  ctx.service_id = m.id;
-                                  ctx.nest_id = m.nest_id;
-                                  ctx.checked_at_ms = r.finished_wall_ms;
-                                  if (auto st = sink->write(make_check_record(r.result, ctx)); !st)
-                                    log->error("{}", st.error().message);
-                                });
-
   HealthCallbacks source(
       [&] {
         auto uptime = std::chrono::duration<double>(core.clock.now() - started_at).count();
         boost::json::array refused;
         for (auto& r : core.registry.refusals())
           refused.push_back(boost::json::object{{"path", r.path}, {"reason", r.reason}});
-        return boost::json::object{{"status", draining ? "draining" : "ok"},
-                                   {"workerId", config_.worker.id},
-                                   {"region", config_.worker.region},
-                                   {"version", GUARDANT_VERSION},
-                                   {"mode", "standalone"},
-                                   {"uptime", uptime},
-                                   {"capabilities", to_json(caps)},
-                                   {"plugins", plugins_json(core.registry)},
-                                   {"refusedPlugins", std::move(refused)},
-                                   {"inFlight", runner.in_flight()},
-                                   {"queued", runner.queued()},
-                                   {"slots", runner.slots()},
-                                   {"monitors", config_.monitors.size()},
-                                   {"redis", nullptr}};
+        boost::json::object h{{"status", draining ? "draining" : "ok"},
+                              {"workerId", config_.worker.id},
+                              {"region", config_.worker.region},
+                              {"version", GUARDANT_VERSION},
+                              {"mode", mode.name},
+                              {"uptime", uptime},
+                              {"capabilities", to_json(caps)},
+                              {"plugins", plugins_json(core.registry)},
+                              {"refusedPlugins", std::move(refused)},
+                              {"inFlight", runner.in_flight()},
+                              {"queued", runner.queued()},
+                              {"slots", runner.slots()}};
+        mode.add_health(h);
+        return h;
       },
       [&] {
         if (draining) return Readiness{false, "draining"};
         if (core.registry.plugins().empty()) return Readiness{false, "no probe plugins loaded"};
+        if (auto r = mode.not_ready()) return *r;
         return Readiness{true, ""};
       },
       [&] { return core.metrics.render(); });
@@ -244,7 +330,6 @@ int WorkerApp::run() {
     }
   }
 
-  int exit_code = 0;
   boost::asio::signal_set signals(core.io, SIGTERM, SIGINT);
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -257,9 +342,8 @@ int WorkerApp::run() {
       draining = true;
       log->info("signal {}: draining {} check(s) in flight (up to {} ms)", sig, runner.in_flight(),
                 config_.worker.drain_timeout_ms);
-      scheduler.stop();
       wait_signal();
-      runner.drain(std::chrono::milliseconds(config_.worker.drain_timeout_ms), [&] {
+      mode.drain([&] {
         log->info("drained; exiting");
         signals.cancel();
         if (health) health->stop();
@@ -269,16 +353,11 @@ int WorkerApp::run() {
   };
   wait_signal();
 
-  log->info(
-      "worker {} (region {}) started in standalone mode: {} monitor(s), {} slot(s), "
-      "capabilities [{}]",
-      config_.worker.id, config_.worker.region, config_.monitors.size(), runner.slots(),
-      fmt::join(caps, ", "));
-  scheduler.start();
+  mode.start();
   core.host.set_loop_thread(std::this_thread::get_id());
   core.io.run();
   core.host.begin_shutdown();
-  return exit_code;
+  return 0;
 }
 
 int list_plugins(const Config& config, std::ostream& out) {
