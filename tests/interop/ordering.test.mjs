@@ -85,6 +85,12 @@ test('one worker consumes several queues; "{region}" expands in queue names', { 
     assert.equal(rv.serviceId, j.data.service.id);
     assert.equal(rv.region, 'eu-test');
   }
+  // The worker announces itself on each of its queues.
+  const expected = (queue) => `bull:${Buffer.from(queue).toString('base64')}:w:${w.id}`;
+  for (const [queue, q] of [['monitoring', plain], ['monitoring-eu-test', regional]]) {
+    const names = (await q.getWorkers()).map((c) => c.rawname);
+    assert.ok(names.includes(expected(queue)), `getWorkers() on ${queue}: ${names}`);
+  }
   // A queue the worker was not given stays untouched.
   const other = env.queue('monitoring-elsewhere');
   const stray = await other.add('check', echoJob());

@@ -41,6 +41,7 @@ test('the result record: up, down and degraded complete the job; fields as in jo
   };
   {
     const { rv } = await rec(up);
+    assert.equal(await env.r.exists(env.key(QUEUE, up.id, 'lock')), 0, 'the lock is released on completion');
     assert.equal(rv.status, 'up');
     assert.equal(rv.message, 'echo example:1');
     assert.equal(rv.failure, null);
@@ -177,7 +178,8 @@ test('removeOnComplete true / false / count / {age, count}', { timeout: 60_000 }
 
   // count 3: the completed set keeps the newest 3, trimmed hashes are deleted.
   const counted = [];
-  for (let i = 0; i < 6; i++) counted.push(await q.add(`count-${i}`, echoJob(), { removeOnComplete: 3 }));
+  // 5 ms each, so that no two share a finishedOn (ties would order by id text).
+  for (let i = 0; i < 6; i++) counted.push(await q.add(`count-${i}`, echoJob({ config: { delay_ms: 5 } }), { removeOnComplete: 3 }));
   await Promise.all(counted.map((j) => j.waitUntilFinished(qe, 10_000)));
   assert.equal(await env.r.zcard(completedKey), 3, 'ZCARD completed after count 3');
   const survivors = await env.r.zrange(completedKey, 0, -1);
@@ -246,4 +248,22 @@ test('pb is the worker id; queue.getWorkers() lists the worker by its CLIENT SET
 
   assert.equal(await w.stop(), 0, 'exit code of a graceful stop');
   await waitFor(async () => !(await q.getWorkers()).some((c) => c.rawname === expected), 5000, 'the stopped worker to leave getWorkers()');
+}));
+
+test('deduplication: one job for two adds; the dedup key is released when our worker completes it', { timeout: 60_000 }, suite.run(async (env) => {
+  const q = env.queue();
+  await q.pause();
+  const first = await q.add('check', echoJob({ serviceId: 'dedup' }), { deduplication: { id: 'svc-x' } });
+  const second = await q.add('check', echoJob({ serviceId: 'dedup' }), { deduplication: { id: 'svc-x' } });
+  assert.equal(second.id, first.id, 'the second add is deduplicated');
+  assert.equal(await env.r.get(env.key(QUEUE, 'de', 'svc-x')), first.id);
+  await env.worker();
+  await q.resume();
+  await waitCompleted(env, [first.id], 10_000);
+  assert.equal(await env.r.exists(env.key(QUEUE, 'de', 'svc-x')), 0, 'dedup key deleted when the job finished');
+  const ev = await env.events();
+  assert.equal(ev.filter((e) => e.event === 'deduplicated').length, 1);
+  const third = await q.add('check', echoJob({ serviceId: 'dedup' }), { deduplication: { id: 'svc-x' } });
+  assert.notEqual(third.id, first.id, 'a new add after completion creates a new job');
+  await waitCompleted(env, [third.id], 10_000);
 }));

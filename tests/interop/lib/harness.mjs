@@ -58,6 +58,10 @@ const show = (v) => {
   }
 };
 
+// Thrown by a waitFor() predicate when waiting longer is pointless (e.g. the
+// process being waited for has exited): waitFor rethrows it at once.
+export class FatalWaitError extends Error {}
+
 // Polls `fn` (sync or async) until it returns a truthy value, which is
 // returned. Fails after `timeoutMs` with a message naming what was awaited
 // and what was seen last (the last value, or what `seen()` describes).
@@ -71,6 +75,7 @@ export async function waitFor(fn, timeoutMs, what, { interval = 25, seen } = {})
       lastError = undefined;
       if (last) return last;
     } catch (e) {
+      if (e instanceof FatalWaitError) throw e;
       lastError = e;
     }
     if (Date.now() >= deadline) break;
@@ -335,7 +340,7 @@ class WorkerProcess {
   async failIfExited(what) {
     if (!this.running) {
       const { code, signal, error } = await this.exit;
-      throw new Error(
+      throw new FatalWaitError(
         `${this.describe()} exited (code ${code}, signal ${signal}${error ? `, ${error.message}` : ''}) ${what}\n` +
           `--- log of ${this.describe()} ---\n${this.log.text(60)}`,
       );
@@ -492,16 +497,24 @@ export class TestEnv {
 
   async cppWorker(opts = {}) {
     const o = { ...WORKER_DEFAULTS, id: `cpp-${++workerCounter}`, ...opts };
-    return this.startWorker(WORKER_KIND === 'node' ? new NodeWorker(o, this.logDir) : new CppWorker(o, this.logDir));
+    return this.launchWorker(WORKER_KIND === 'node' ? new NodeWorker(o, this.logDir) : new CppWorker(o, this.logDir));
   }
 
   // Always a Node worker (mixed fleets).
   async nodeWorker(opts = {}) {
     const o = { ...WORKER_DEFAULTS, id: `node-${++workerCounter}`, ...opts };
-    return this.startWorker(new NodeWorker(o, this.logDir));
+    return this.launchWorker(new NodeWorker(o, this.logDir));
   }
 
-  async startWorker(w) {
+  // The names of the brief.
+  startCppWorker(opts) {
+    return this.cppWorker(opts);
+  }
+  startNodeWorker(opts) {
+    return this.nodeWorker(opts);
+  }
+
+  async launchWorker(w) {
     this.workers.push(w);
     await w.start(this.redis.port);
     return w;
