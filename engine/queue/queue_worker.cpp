@@ -81,7 +81,9 @@ QueueWorker::QueueWorker(boost::asio::io_context& io, Clock& clock, const RedisS
     pending_writes_.clear();
     for (auto& [id, w] : pending) w.send();
     if (!started_) return;
-    // Fetch again; recover jobs of workers that died meanwhile.
+    // Fetch again; recover jobs of workers that died meanwhile (the script
+    // itself keeps this to once per interval fleet-wide).
+    check_stalled();
     for (auto& c : consumers_) c->idle = false;
     pump_all();
   });
@@ -110,7 +112,7 @@ void QueueWorker::start() {
   every(renew_timer_, period, &QueueWorker::renew_locks);
   // A fleet of only our workers must recover crashed jobs itself; the script
   // throttles the check fleet-wide, so running it beside Node is harmless.
-  check_stalled();
+  // The first check runs once connected (on_ready).
   every(stalled_timer_, options_.stalled_interval, &QueueWorker::check_stalled);
   logger("queue")->info(
       "consuming queue(s) [{}] with {} slot(s), lock {} ms, stalled check every {} ms",
