@@ -163,16 +163,25 @@ test('removeOnComplete true / false / count / {age, count}', { timeout: 60_000 }
   const qe = await env.queueEvents();
   await env.worker({ concurrency: 1 });
   const completedKey = env.key(QUEUE, 'completed');
+  // Listened for before the adds: a job removed on completion may be gone
+  // before job.waitUntilFinished() could look it up.
+  const returned = new Map();
+  qe.on('completed', ({ jobId, returnvalue }) => returned.set(jobId, returnvalue));
+  const finished = (jobs) =>
+    waitFor(() => jobs.every((j) => returned.has(j.id)), 10_000, `completed events of jobs ${jobs.map((j) => j.id)}`, {
+      seen: () => [...returned.keys()],
+    });
 
   // true: the hash is gone at once, but the completed event carried the value.
   const gone = await q.add('gone', echoJob({ config: { details: { kept: 'in the event' } } }), { removeOnComplete: true });
-  assert.deepEqual((await gone.waitUntilFinished(qe, 10_000)).details, { kept: 'in the event' });
+  await finished([gone]);
+  assert.deepEqual(returned.get(gone.id).details, { kept: 'in the event' });
   await waitFor(async () => (await env.r.exists(env.key(QUEUE, gone.id))) === 0, 2000, 'the removeOnComplete:true job hash to be deleted');
   assert.equal(await env.r.zscore(completedKey, gone.id), null);
 
   // false: kept.
   const kept = await q.add('kept', echoJob(), { removeOnComplete: false });
-  await kept.waitUntilFinished(qe, 10_000);
+  await finished([kept]);
   assert.notEqual(await env.r.zscore(completedKey, kept.id), null);
   assert.equal((await env.jobHash(kept.id)).name, 'kept');
 
@@ -180,7 +189,7 @@ test('removeOnComplete true / false / count / {age, count}', { timeout: 60_000 }
   const counted = [];
   // 5 ms each, so that no two share a finishedOn (ties would order by id text).
   for (let i = 0; i < 6; i++) counted.push(await q.add(`count-${i}`, echoJob({ config: { delay_ms: 5 } }), { removeOnComplete: 3 }));
-  await Promise.all(counted.map((j) => j.waitUntilFinished(qe, 10_000)));
+  await finished(counted);
   assert.equal(await env.r.zcard(completedKey), 3, 'ZCARD completed after count 3');
   const survivors = await env.r.zrange(completedKey, 0, -1);
   assert.deepEqual(survivors.sort(), counted.slice(3).map((j) => j.id).sort(), 'the newest three survive (concurrency 1)');
@@ -189,10 +198,10 @@ test('removeOnComplete true / false / count / {age, count}', { timeout: 60_000 }
 
   // {age: 1, count: 100}: a job older than 1 s is dropped when a later one finishes.
   const old = await q.add('old', echoJob(), { removeOnComplete: { age: 1, count: 100 } });
-  await old.waitUntilFinished(qe, 10_000);
+  await finished([old]);
   await sleep(2100);
   const fresh = await q.add('fresh', echoJob(), { removeOnComplete: { age: 1, count: 100 } });
-  await fresh.waitUntilFinished(qe, 10_000);
+  await finished([fresh]);
   assert.equal(await env.r.zscore(completedKey, old.id), null, 'a 2 s old job removed under age 1');
   assert.equal(await env.r.exists(env.key(QUEUE, old.id)), 0);
   assert.notEqual(await env.r.zscore(completedKey, fresh.id), null, 'the fresh job is kept');
@@ -200,7 +209,7 @@ test('removeOnComplete true / false / count / {age, count}', { timeout: 60_000 }
   // {age: 3600, count: 4}: count applies.
   const many = [];
   for (let i = 0; i < 6; i++) many.push(await q.add(`many-${i}`, echoJob(), { removeOnComplete: { age: 3600, count: 4 } }));
-  await Promise.all(many.map((j) => j.waitUntilFinished(qe, 10_000)));
+  await finished(many);
   assert.equal(await env.r.zcard(completedKey), 4);
 }));
 
