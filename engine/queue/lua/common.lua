@@ -25,6 +25,7 @@ local function queue_state()
     max_jobs = tonumber(m[3]),
     duration = tonumber(m[4]),
     max_events = tonumber(m[5]) or 10000,
+    concurrency = tonumber(m[2]),
   }
   state.blocked = state.paused
   if not state.blocked and m[2] then
@@ -159,6 +160,15 @@ local function remove_job(prefix, job_id)
   local job_key = prefix .. job_id
   rcall("DEL", job_key, job_key .. ":logs", job_key .. ":lock", job_key .. ":dependencies",
         job_key .. ":processed", job_key .. ":failed", job_key .. ":unsuccessful")
+end
+
+-- A job left active: under a global concurrency limit, workers that found the
+-- queue full are waiting on the marker, so wake them for the freed slot.
+local function wake_for_freed_slot(state)
+  if state.concurrency and not state.blocked and
+     (rcall("LLEN", K_WAIT) > 0 or rcall("ZCARD", K_PRIORITIZED) > 0) then
+    rcall("ZADD", K_MARKER, 0, "0")
+  end
 end
 
 local function emit_drained_if_idle(state)

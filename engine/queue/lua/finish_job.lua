@@ -68,6 +68,7 @@ else
   end
 end
 
+wake_for_freed_slot(state)
 if ARGV[12] == "1" then
   local next = fetch_next(prefix, now, ARGV[15], ARGV[13], ARGV[14])
   if next[2] == 0 then emit_drained_if_idle(state) end

@@ -30,5 +30,6 @@ else
   add_ready_marker(state)
 end
 
+wake_for_freed_slot(state)
 if ARGV[9] == "1" then return fetch_next(prefix, now, ARGV[12], ARGV[10], ARGV[11]) end
 return {0, 0, 0, next_delayed_due()}
