@@ -90,3 +90,39 @@ test('2 Node + 2 C++ workers: 400 jobs with priorities, delays and first-attempt
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }));
+
+test('a mixed fleet with SIGKILLs mid-run: replacements recover the lost jobs, each job completes exactly once', { timeout: 120_000 }, suite.run(async (env) => {
+  const q = env.queue();
+  // Short locks so lost jobs come back within seconds; a job may be hit by
+  // both kills, so allow it two stalls.
+  const opts = { concurrency: 5, lockDurationMs: 2000, stalledIntervalMs: 1000, maxStalledCount: 2 };
+  const cppA = await env.cppWorker(opts);
+  const nodeA = await env.nodeWorker(opts);
+  await env.cppWorker(opts);
+  await env.nodeWorker(opts);
+  const rand = rng(4242);
+  const jobs = await q.addBulk(
+    Array.from({ length: 200 }, (_, i) => ({
+      name: `k-${i}`,
+      data: echoJob({ serviceId: `svc-${i}`, config: { delay_ms: 100 + Math.floor(rand() * 400) } }),
+      opts: { attempts: 2, priority: rand() < 0.5 ? undefined : 1 + Math.floor(rand() * 8) },
+    })),
+  );
+  await sleep(1000);
+  await cppA.kill();
+  await env.cppWorker(opts);
+  await sleep(1000);
+  await nodeA.kill();
+  await env.nodeWorker(opts);
+  await waitCompleted(env, jobs.map((j) => j.id), 60_000);
+  await sleep(500);
+  const counts = await jobCounts(env);
+  assert.equal(counts.active, 0, 'active ends empty');
+  assert.equal(counts.failed, 0);
+  const completions = new Map();
+  for (const e of await env.events()) if (e.event === 'completed') completions.set(e.jobId, (completions.get(e.jobId) ?? 0) + 1);
+  for (const j of jobs) assert.equal(completions.get(j.id), 1, `completed events for job ${j.id}`);
+  const recovered = [];
+  for (const j of jobs) if ((await env.jobHash(j.id)).stc) recovered.push(j.id);
+  assert.ok(recovered.length > 0, 'some jobs were recovered from the killed workers');
+}));

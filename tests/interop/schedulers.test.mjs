@@ -101,3 +101,29 @@ test('a failing iteration does not break the chain', { timeout: 60_000 }, suite.
   assert.match((await env.jobHash(failed[0])).failedReason, /scheduled failure/);
   await assertNoDuplicated(env);
 }));
+
+test('every 500 ms across a fleet change: C++ → Node → C++ mid-chain, the chain continues, no iteration twice', { timeout: 60_000 }, suite.run(async (env) => {
+  const q = env.queue();
+  await q.upsertJobScheduler('handover', { every: 500 }, { name: 'check', data: echoJob({ serviceId: 'sched-handover' }) });
+  const runUntil = async (n) =>
+    waitFor(async () => (await iterations(env, 'handover')).length >= n, 10_000, `${n} iterations of handover`, {
+      seen: () => iterations(env, 'handover'),
+    });
+  const a = await env.cppWorker();
+  await runUntil(3);
+  assert.equal(await a.stop(), 0);
+  const b = await env.nodeWorker();
+  await runUntil(6);
+  assert.equal(await b.stop(), 0);
+  const c = await env.cppWorker();
+  await runUntil(9);
+  await c.stop();
+  const runs = await iterations(env, 'handover');
+  const pbs = new Set(runs.map((r) => r.h.pb));
+  for (const w of [a, b, c]) assert.ok(pbs.has(w.id), `${w.id} ran iterations: ${[...pbs]}`);
+  // Stops and starts may skip slots (every re-aligns), but never run one twice.
+  const millis = runs.map((r) => r.millis);
+  assert.equal(new Set(millis).size, millis.length, 'no iteration ran twice');
+  for (let i = 1; i < millis.length; i++) assert.equal((millis[i] - millis[0]) % 500, 0, 'iterations stay on the 500 ms grid');
+  await assertNoDuplicated(env);
+}));
