@@ -48,10 +48,10 @@ cmake -S "$src" -B "$build" -G Ninja \
   -DGUARDANT_BUILD_TESTS=OFF -DGUARDANT_BUILD_BENCH=OFF -DGUARDANT_WERROR=OFF
 cmake --build "$build" -j "${GUARDANT_BUILD_JOBS:-$(nproc)}"
 # cpack re-runs the install of each component into its own staging tree.
+rm -f "$build"/cpack/guardant-worker*.deb "$build"/cpack/guardant-worker*.rpm
 (cd "$build" && cpack -G "$generator" -B "$build/cpack")
-case $layout in
-  deb) find "$build/cpack" -maxdepth 1 -name '*.deb' -exec cp {} "$out/" \; ;;
-  rpm) find "$build/cpack" -maxdepth 1 -name '*.rpm' -exec cp {} "$out/" \; ;;
-esac
+# Only this build's packages in OUT_DIR (no stale versions beside them).
+find "$out" -maxdepth 1 -name "guardant-worker*.$layout" -delete
+find "$build/cpack" -maxdepth 1 -name "guardant-worker*.$layout" -exec cp {} "$out/" \;
 echo "packages in $out:"
 ls -1 "$out"

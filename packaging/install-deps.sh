@@ -12,6 +12,7 @@ packages=(
   redis-server curl procps iproute2 python3
   nghttp2-server openssl
   libhowardhinnant-date-dev
+  file systemd mmdebstrap lintian rpm rpmlint shellcheck python3-yaml
 )
 # The BullMQ interop tests and the queue bench run the real bullmq npm package.
 # Debian's nodejs + npm unless a Node.js with npm is already installed (e.g.
