@@ -236,9 +236,11 @@ void read_limits(const TableReader& r, LimitSettings& l) {
         l.per_window[name] = std::nullopt;
         continue;
       }
+      // 0 is refused too: a tier that may never run would hold its jobs in
+      // delayed forever instead of failing anything visibly.
       uint32_t limit = 0;
-      if (tiers.integer(name, limit, 0, UINT32_MAX,
-                        R"(a non-negative integer (checks per window) or "unlimited")")) {
+      if (tiers.integer(name, limit, 1, UINT32_MAX,
+                        R"(a positive integer (checks per window) or "unlimited")")) {
         l.per_window[name] = limit;
       }
     }

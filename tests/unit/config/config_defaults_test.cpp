@@ -132,7 +132,7 @@ window_ms = 1000
 [limits.tiers]
 free = 10
 pro = "unlimited"
-gold = 0
+gold = 1
 
 [results]
 jsonl = "/var/log/guardant/results.jsonl"
@@ -184,7 +184,7 @@ prefix = "gs:"
   EXPECT_EQ(c.limits.window_ms, 1'000u);
   // Built-in tiers can be overridden and new ones added; unlisted ones stay.
   EXPECT_THAT(c.limits.per_window, ElementsAre(Pair("free", std::optional<uint32_t>(10)),
-                                               Pair("gold", std::optional<uint32_t>(0)),
+                                               Pair("gold", std::optional<uint32_t>(1)),
                                                Pair("pro", std::optional<uint32_t>()),
                                                Pair("unlimited", std::optional<uint32_t>())));
   EXPECT_EQ(c.results.jsonl_path, "/var/log/guardant/results.jsonl");

@@ -83,13 +83,16 @@ TEST(ConfigErrors, OutOfRangeValues) {
             "worker.toml:2:15: worker.concurrency: expected a positive integer no larger than "
             "4294967295, got integer 5000000000");
   EXPECT_EQ(parse_error("[limits.tiers]\npro = -5\n"),
-            "worker.toml:2:7: limits.tiers.pro: expected a non-negative integer (checks per "
+            "worker.toml:2:7: limits.tiers.pro: expected a positive integer (checks per "
             "window) or \"unlimited\", got integer -5");
+  EXPECT_EQ(parse_error("[limits]\nwindow_ms = 1000\n\n[limits.tiers]\nfree = 0\n"),
+            "worker.toml:5:8: limits.tiers.free: expected a positive integer (checks per "
+            "window) or \"unlimited\", got integer 0");
 }
 
 TEST(ConfigErrors, TierNamesThatAreNotBareKeysAreQuoted) {
   EXPECT_EQ(parse_error("[limits.tiers]\n\"gold plan\" = \"lots\"\n"),
-            "worker.toml:2:15: limits.tiers.\"gold plan\": expected a non-negative integer "
+            "worker.toml:2:15: limits.tiers.\"gold plan\": expected a positive integer "
             "(checks per window) or \"unlimited\", got string \"lots\"");
 }
 
