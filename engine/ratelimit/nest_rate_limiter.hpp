@@ -46,9 +46,11 @@ struct ResolvedTier {
 
 // Error codes acquire() can report besides the connection's own
 // (redis::kErrorNotConnected, kErrorDisconnected, kErrorStopped, kErrorRedis):
-inline constexpr const char* kErrorInvalidArgument = "invalid_argument";  // empty nest id
-inline constexpr const char* kErrorInvalidLimit = "invalid_limit";        // a tier limit of 0, or
-                                                                          // no such default tier
+// invalid_argument for an empty nest id; invalid_limit for a tier limit of 0
+// or a default tier that is not defined (the config loader refuses both, so
+// only hand-built LimitSettings get it).
+inline constexpr const char* kErrorInvalidArgument = "invalid_argument";
+inline constexpr const char* kErrorInvalidLimit = "invalid_limit";
 
 class NestRateLimiter {
  public:

@@ -290,21 +290,25 @@ TEST_F(NestRateLimiterTest, ConnectionErrorsPassThroughAndAreCounted) {
 }
 
 TEST_F(NestRateLimiterTest, KeyExpiresOnceTheBudgetIsFullAgain) {
-  // 2 per 400 ms: T = 200 ms.
-  auto l = limits({{"t2", 2}}, 400, "t2");
+  // 2 per 1 s: T = 500 ms.
+  auto l = limits({{"t2", 2}}, 1'000, "t2");
   NestRateLimiter a(*conn_a, l);
-  const std::string key = a.key_for("idle");
-  ASSERT_TRUE(acquire_ok(a, "idle", "t2").allowed);
-  int64_t ttl = pttl(key);
+  // One check uses one interval: the key lives until it is given back.
+  ASSERT_TRUE(acquire_ok(a, "one", "t2").allowed);
+  int64_t ttl = pttl(a.key_for("one"));
   EXPECT_GT(ttl, 0);
-  EXPECT_LE(ttl, 200);  // one interval used
-  ASSERT_TRUE(acquire_ok(a, "idle", "t2").allowed);
+  EXPECT_LE(ttl, 500);
+  // Three back to back (one connection, so in this order): the whole window
+  // is used, the third is refused and writes nothing.
+  const std::string key = a.key_for("idle");
+  auto burst = acquire_all({{&a, "idle", "t2"}, {&a, "idle", "t2"}, {&a, "idle", "t2"}});
+  ASSERT_TRUE(burst[0].ok() && burst[1].ok() && burst[2].ok());
+  EXPECT_TRUE(burst[0]->allowed);
+  EXPECT_TRUE(burst[1]->allowed);
+  EXPECT_FALSE(burst[2]->allowed);
   ttl = pttl(key);
   EXPECT_GT(ttl, 0);
-  EXPECT_LE(ttl, 400);  // two intervals used
-  // A refused check writes nothing.
-  EXPECT_FALSE(acquire_ok(a, "idle", "t2").allowed);
-  EXPECT_LE(pttl(key), ttl);
+  EXPECT_LE(ttl, 1'000);
   EXPECT_TRUE(run_until([&] { return trim(redis.cli("EXISTS", key)) == "0"; }, 5s))
       << "the idle nest's key did not expire";
   // A fresh burst after expiry.
