@@ -311,23 +311,39 @@ std::optional<ZoneTail> read_zone_tail(const std::string& path) {
   return tail;
 }
 
-// Loaded once per zone; any thread.
-std::shared_ptr<const ZoneTail> zone_tail(const date::time_zone* zone) {
-  static std::mutex mutex;
-  static std::map<const date::time_zone*, std::shared_ptr<const ZoneTail>> cache;
-  const std::lock_guard<std::mutex> lock(mutex);
-  auto it = cache.find(zone);
-  if (it != cache.end()) return it->second;
+// An IANA zone with its tail rule, looked up once per name (any thread).
+struct IanaZone {
+  const date::time_zone* zone = nullptr;
   std::shared_ptr<const ZoneTail> tail;
-  if (auto loaded = read_zone_tail(kZoneInfoDir + std::string(zone->name()))) {
-    tail = std::make_shared<const ZoneTail>(*loaded);
-  }
-  cache.emplace(zone, tail);
-  return tail;
-}
+};
 
-// ---------------------------------------------------------------------------
-// Time zones: a fixed offset or an IANA zone of the system tz database.
+// nullopt: no such zone. Throws what the date library throws when the tz
+// database cannot be read.
+std::optional<IanaZone> find_iana_zone(const std::string& name) {
+  static std::mutex mutex;
+  static std::map<std::string, IanaZone, std::less<>> cache;  // known names only
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = cache.find(name); it != cache.end()) return it->second;
+  IanaZone found;
+  try {
+    found.zone = date::locate_zone(name);
+  } catch (const std::runtime_error&) {
+    // Intl (and so Node) accepts zone names in any case. (With the OS tz
+    // database, links such as US/Eastern are zones of their own.)
+    for (const auto& z : date::get_tzdb().zones) {
+      if (iequals(z.name(), name)) {
+        found.zone = &z;
+        break;
+      }
+    }
+  }
+  if (found.zone == nullptr) return std::nullopt;
+  if (auto tail = read_zone_tail(kZoneInfoDir + std::string(found.zone->name()))) {
+    found.tail = std::make_shared<const ZoneTail>(*tail);
+  }
+  cache.emplace(name, found);
+  return found;
+}
 
 class Zone {
  public:
@@ -344,11 +360,6 @@ class Zone {
   }
 
  private:
-  void set_iana(const date::time_zone* zone) {
-    iana_ = zone;
-    tail_ = zone_tail(zone);
-  }
-
   const date::time_zone* iana_ = nullptr;
   std::shared_ptr<const ZoneTail> tail_;
   int64_t fixed_ms_ = 0;
@@ -390,20 +401,10 @@ Result<Zone> Zone::resolve(std::string_view tz) {
   }
   // The date library signals failures by throwing; keep that inside.
   try {
-    const std::string name(tz);
-    try {
-      zone.set_iana(date::locate_zone(name));
+    if (auto found = find_iana_zone(std::string(tz))) {
+      zone.iana_ = found->zone;
+      zone.tail_ = std::move(found->tail);
       return zone;
-    } catch (const std::runtime_error&) {
-    }
-    // Intl (and so Node) accepts zone names in any case. (With the OS tz
-    // database, links such as US/Eastern are zones of their own.)
-    const auto& db = date::get_tzdb();
-    for (const auto& z : db.zones) {
-      if (iequals(z.name(), name)) {
-        zone.set_iana(&z);
-        return zone;
-      }
     }
   } catch (const std::exception& e) {
     return Result<Zone>::failure(
