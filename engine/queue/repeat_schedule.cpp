@@ -3,9 +3,9 @@
 // forward field by field (month, day, hour, minute, second), and the result
 // in DST transitions depends on the precise luxon operations it uses (`plus`
 // with calendar units, `startOf`, `set`) and on how luxon maps a local time
-// back to an instant (its fixOffset guess, which picks the earlier offset's
-// reading for a repeated hour only when the current offset already fits, and
-// shifts a skipped time forward by the gap). So this file has three layers:
+// back to an instant (its fixOffset, which keeps the current offset for a
+// repeated local time when that offset fits it, and moves a skipped local
+// time forward by the gap). So this file has three layers:
 //   ZonedTime   - the subset of luxon's DateTime that cron-parser uses;
 //   CronDate    - cron-parser's CronDate (DST start/end markers);
 //   CronSearch  - cron-parser's #findSchedule, step for step, with its loop
@@ -1189,14 +1189,9 @@ Result<CronExpression> CronExpression::parse(std::string_view pattern) {
   const std::string& raw_month = atoms[4];
   const std::string& raw_dow = atoms[5];
 
+  // Seconds, minutes, hours: numbers only.
   auto simple_field = [&](FieldKind kind, const std::string& raw, Field& out) -> Status {
-    std::string value = raw;
-    if (kind == FieldKind::kMonth) {
-      auto replaced = parser.replace_names(kind, raw);
-      if (!replaced) return replaced.error();
-      value = std::move(replaced.value());
-    }
-    auto items = parser.parse_items(kind, value);
+    auto items = parser.parse_items(kind, raw);
     if (!items) return items.error();
     if (auto st = parser.validate(kind, items.value()); !st) return st.error();
     out.values = numbers_of(items.value());

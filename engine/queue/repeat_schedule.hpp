@@ -109,9 +109,12 @@ struct RepeatOptions {
 // nullopt means the schedule has ended: `count + 1 > limit`, `now > endDate`,
 // or cron has no further fire time (e.g. past endDate).
 //  - every: prev + every; when that is already in the past (missed slots),
-//    the first slot after now aligned to `offset_ms` (bullmq's Lua reads
-//    `every` and `offset` from the scheduler hash first and falls back to the
-//    job's opts.repeat; the caller should do the same when filling these).
+//    the first slot after now aligned to `offset_ms`. bullmq's Lua reads
+//    `every` and `offset` from the scheduler hash `P repeat:<id>` first and
+//    only then from the job's opts.repeat, and the hash is where the phase of
+//    an `every` scheduler lives (`offset` = creation time mod every; the jobs'
+//    opts.repeat carry no offset unless the producer gave one), so fill
+//    every_ms/offset_ms from the hash when it has them.
 //  - pattern: the next cron time after max(now, prev, startDate), clamped to
 //    max(now, prev).
 // The new job's opts then carry `repeat.count = count + 1` and
