@@ -97,6 +97,13 @@ std::string RedisResultWriter::idempotency_marker(const std::string& idempotency
 }
 
 void RedisResultWriter::write(const PersistedResult& r, WriteCallback done) {
+  // Load the script once per connection, ahead of the EVALSHAs pipelined
+  // behind it: a fresh or restarted server would otherwise answer NOSCRIPT to
+  // every one of a burst and eval() would send the source once per result.
+  if (conn_.ready() && script_loaded_for_ != conn_.connects()) {
+    script_loaded_for_ = conn_.connects();
+    conn_.command({"SCRIPT", "LOAD", persist_script().source()}, nullptr);
+  }
   const auto& rec = r.record;
   std::vector<std::string> keys{idempotency_marker(r.idempotency_key), settings_.stream_key,
                                 status_key(r.nest_id, r.service_id)};

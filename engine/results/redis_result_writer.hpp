@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 #include "config/config.hpp"
@@ -51,6 +52,7 @@ class RedisResultWriter final : public ResultSink {
   redis::RedisConnection& conn_;
   ResultSettings settings_;
   RedisResultWriterOptions options_;
+  uint64_t script_loaded_for_ = 0;  // conn_.connects() when the script was last loaded
 };
 
 }  // namespace guardant::engine

@@ -131,7 +131,7 @@ void ResultPersister::persist(PersistedResult r) {
   if (!enabled_) return;
   if (!opened_) (void)open();
   if (!backlog_ && sink_->ready()) return send_direct(std::move(r));
-  if (!backlog_) enter_backlog(std::string(sink_->name()) + " is not ready");
+  if (!backlog_) enter_backlog("not connected");
   to_backlog(std::move(r));
 }
 
@@ -264,11 +264,13 @@ void ResultPersister::maybe_drain() {
       continue;
     }
     draining_ = true;
+    batch_pending_ = payloads.size() - batch->answered;
     for (size_t i = 0; i < results.size(); ++i) {
       if (!results[i]) continue;
       sink_->write(*results[i],
                    [w = std::weak_ptr<char>(life_), this, batch, i](Result<WriteOutcome> res) {
                      if (!w.lock()) return;
+                     --batch_pending_;
                      batch->outcomes[i] = std::move(res);
                      if (++batch->answered == batch->outcomes.size()) {
                        draining_ = false;
@@ -342,7 +344,7 @@ size_t ResultPersister::spooled() const {
 }
 
 size_t ResultPersister::in_flight() const {
-  return direct_pending_ + (draining_ ? 1 : 0);
+  return direct_pending_ + batch_pending_;
 }
 
 void ResultPersister::flush(std::function<void()> done) {

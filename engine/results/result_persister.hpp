@@ -144,6 +144,7 @@ class ResultPersister {
 
   bool backlog_ = false;               // new results go to the spool
   bool draining_ = false;              // a batch from the spool is in flight
+  size_t batch_pending_ = 0;           // writes of that batch not answered yet
   std::map<uint64_t, Direct> direct_;  // written straight to the sink, by order
   size_t direct_pending_ = 0;          // entries of direct_ not answered yet
   uint64_t next_seq_ = 0;

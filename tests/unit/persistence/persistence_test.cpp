@@ -252,6 +252,19 @@ TEST_F(PersistenceOutageTest, ACrashWithResultsInTheSpoolLosesNothing) {
   EXPECT_EQ(spool_bytes(), 0u);
 }
 
+TEST_F(PersistenceOutageTest, RedisStoppedWithWritesInFlightLosesAndDuplicatesNothing) {
+  start();
+  run_until([&] { return conn->ready(); }, "the connection");
+  int n = 0;
+  for (; n < 200; ++n) persister->persist(result(n + 1));
+  io.run_for(1ms);  // some answered, some in flight, some not yet sent
+  redis.stop();
+  for (; n < 250; ++n) persister->persist(result(n + 1));
+  redis.start();
+  run_until([&] { return xlen() == 250 && persister->spooled() == 0; }, "all 250 results", 20s);
+  EXPECT_EQ(stream_keys(), keys(1, 250));
+}
+
 TEST_F(PersistenceTest, ASpoolReplayedAfterACrashWritesNothingTwice) {
   start();
   persister->persist(result(1));
