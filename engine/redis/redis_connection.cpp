@@ -226,7 +226,8 @@ class RedisConnection::Impl : public std::enable_shared_from_this<RedisConnectio
     log_->info("connected to redis {} (db {}{}){}", address_, settings_.db,
                settings_.tls.enabled && settings_.unix_socket.empty() ? ", TLS" : "",
                client_name_.empty() ? "" : " as " + client_name_);
-    if (on_ready_) on_ready_();
+    // A copy: the handler may replace itself through on_ready().
+    if (auto fn = on_ready_) fn();
   }
 
   // A connection attempt failed (l may be null when no transport was built).
@@ -269,7 +270,7 @@ class RedisConnection::Impl : public std::enable_shared_from_this<RedisConnectio
     // per-command errors arrive. Either may call stop() or issue commands
     // (they fail "not_connected"); the pending list is already ours.
     auto pending = std::move(l->pending);
-    if (on_down_) on_down_(why);
+    if (auto fn = on_down_) fn(why);
     Error err{kErrorDisconnected,
               "connection to redis " + address_ + " lost with the command in flight: " + why};
     for (auto& cb : pending)

@@ -228,6 +228,24 @@ TEST_F(RedisConnectionTest, UnixSocket) {
   EXPECT_NE(list.find("name=guardant-test"), std::string::npos);
 }
 
+TEST_F(RedisConnectionTest, Ipv6Loopback) {
+  if (open_listener(AF_INET6, "::1", 1).fd.get() < 0)
+    GTEST_SKIP() << "no IPv6 loopback (::1) on this machine";
+  RedisServer server(server_args({"--bind", "127.0.0.1", "::1"}));
+  auto s = settings_for(server);
+  s.host = "::1";
+  auto conn = connect(s, "guardant-v6");
+  ASSERT_TRUE(run_until([&] { return conn->ready(); })) << conn->last_error();
+  EXPECT_EQ(conn->address(), "[::1]:" + std::to_string(server.port()));
+  ASSERT_TRUE(call(*conn, {"PING"}).ok());
+  auto list = server.cli("CLIENT", "LIST");
+  // Our connection's line in CLIENT LIST came from ::1.
+  auto line_start = list.rfind('\n', list.find("name=guardant-v6"));
+  auto line = list.substr(line_start == std::string::npos ? 0 : line_start + 1);
+  line = line.substr(0, line.find('\n'));
+  EXPECT_NE(line.find(" addr=[::1]:"), std::string::npos) << list;
+}
+
 TEST_F(RedisConnectionTest, CommandWhileNotConnectedFailsLaterNeverInline) {
   engine::RedisSettings s;
   s.host = "127.0.0.1";
