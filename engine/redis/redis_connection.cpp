@@ -58,7 +58,10 @@ class RedisConnection::Impl : public std::enable_shared_from_this<RedisConnectio
         options_(options),
         address_(describe_address(settings_)),
         backoff_(options_.backoff_initial),
-        rng_(std::random_device{}()) {}
+        rng_(std::random_device{}()) {
+    if (!settings_.unix_socket.empty() && settings_.tls.enabled)
+      log_->warn("redis.tls is ignored: {} is a unix socket, which is used without TLS", address_);
+  }
 
   // --- public operations -------------------------------------------------
 
