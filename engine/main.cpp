@@ -10,12 +10,14 @@
 
 #include "config/config.hpp"
 #include "core/logging.hpp"
+#include "worker/fleet_command.hpp"
 #include "worker/worker_app.hpp"
 
 namespace {
 
 constexpr const char* kUsage = R"(usage: guardant-worker [options]
        guardant-worker probe <type> <target> [--config JSON] [--timeout MS] [--config-file PATH]
+       guardant-worker workers [--config PATH]   list the fleet's registered workers (reads Redis)
 
 Runs probe checks: in standalone mode from the monitors in the config file,
 in queue mode from a BullMQ queue on Redis.
@@ -108,7 +110,9 @@ int main(int argc, char** argv) {
   }
 
   const bool probe = !positional.empty() && positional[0] == "probe";
-  if (!positional.empty() && !probe)
+  const bool workers = !positional.empty() && positional[0] == "workers";
+  if (workers && positional.size() != 1) return usage_error("workers takes no arguments");
+  if (!positional.empty() && !probe && !workers)
     return usage_error(positional[0] == "probe" ? "probe must be the first argument"
                                                 : "unknown command " + positional[0]);
   if (probe && positional.size() != 3) return usage_error("probe needs <type> <target>");
@@ -123,7 +127,7 @@ int main(int argc, char** argv) {
     path = "/etc/guardant/worker.toml";
   }
   Result<Config> config = Config{};
-  const bool optional_file = !config_path && (probe || list);
+  const bool optional_file = !config_path && (probe || list || workers);
   if (optional_file && !std::filesystem::exists(path))
     config = parse_config("", "(defaults)", process_env());
   else
@@ -143,6 +147,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (list) return list_plugins(*config, std::cout);
+  if (workers) return list_workers(*config, std::cout);
   if (probe) {
     if (!config_path) configure_logging("warn");
     return probe_once(*config, positional[1], positional[2], probe_json, probe_timeout, std::cout);

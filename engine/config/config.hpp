@@ -61,6 +61,11 @@ struct QueueSettings {
   uint32_t lock_duration_ms = 30'000;
   uint32_t stalled_interval_ms = 30'000;
   uint32_t max_stalled_count = 1;
+  // A job this worker cannot run (type, region, required capabilities) is
+  // handed back, delayed by handback_delay_ms, at most max_handbacks times;
+  // then it fails with a reason naming what was missing.
+  uint32_t max_handbacks = 20;
+  uint32_t handback_delay_ms = 500;
 };
 
 struct HealthSettings {

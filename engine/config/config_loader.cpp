@@ -208,13 +208,15 @@ void read_redis(const TableReader& r, RedisSettings& s) {
 
 // Returns the node of queue.names when the file sets it.
 const toml::node* read_queue(const TableReader& r, QueueSettings& q) {
-  r.reject_unknown(
-      {"names", "prefix", "lock_duration_ms", "stalled_interval_ms", "max_stalled_count"});
+  r.reject_unknown({"names", "prefix", "lock_duration_ms", "stalled_interval_ms",
+                    "max_stalled_count", "max_handbacks", "handback_delay_ms"});
   r.string_list("names", q.names);
   r.string("prefix", q.prefix, /*allow_empty=*/false);
   r.integer("lock_duration_ms", q.lock_duration_ms, 1);
   r.integer("stalled_interval_ms", q.stalled_interval_ms, 1);
   r.integer("max_stalled_count", q.max_stalled_count, 0);
+  r.integer("max_handbacks", q.max_handbacks, 0);
+  r.integer("handback_delay_ms", q.handback_delay_ms, 1);
   return r.get("names");
 }
 

@@ -284,7 +284,9 @@ class WorkerRegistry::Impl : public std::enable_shared_from_this<Impl> {
   void failed(const Error& e) {
     registered_ = false;
     last_error_ = e.message;
-    if (state_ == State::Claiming && !waiting_logged_) {
+    // Still connecting is the normal start, not worth a warning; the
+    // connection itself warns when connecting fails.
+    if (state_ == State::Claiming && !waiting_logged_ && conn_.attempts() > 1) {
       waiting_logged_ = true;
       log_->warn("cannot register worker id '{}' yet ({}); retrying on reconnect and every {} ms",
                  id_, e.message, refresh_.count());

@@ -15,6 +15,7 @@ struct QueueScripts {
   redis::LuaScript recover_stalled_jobs;
   redis::LuaScript return_job_to_wait;
   redis::LuaScript schedule_next_iteration;
+  redis::LuaScript postpone_job;
 };
 
 // Built once, on first use (thread-safe static).

@@ -104,6 +104,11 @@ QueueWorker::~QueueWorker() {
 
 void QueueWorker::start() {
   started_ = true;
+  // The first time-zone lookup reads the tz database from disk: do it now,
+  // not on the loop when the first cron scheduler job arrives.
+  if (auto st = check_time_zone("Europe/Berlin"); !st)
+    logger("queue")->warn("time zones are unavailable ({}); cron schedulers with tz will fail",
+                          st.error().message);
   commands_->start();
   for (auto& c : consumers_) c->blocking->start();
   // Locks are renewed every quarter of their duration, so a renewal that
@@ -344,6 +349,20 @@ void QueueWorker::write_outcome(const std::string& key, JobOutcome outcome) {
               next_token_str};
       break;
     }
+    case JobOutcome::Kind::Postpone:
+      how = "postponed";
+      script = &scripts.postpone_job;
+      args = {c.keys.key_prefix(),
+              job.id,
+              job.token,
+              now,
+              str(outcome.delay_ms),
+              outcome.counter_field,
+              fetch_next ? "1" : "0",
+              str(options_.lock_duration.count()),
+              options_.worker_name,
+              next_token_str};
+      break;
     case JobOutcome::Kind::HandBack:
       how = "handed_back";
       script = &scripts.return_job_to_wait;
@@ -449,6 +468,23 @@ void QueueWorker::schedule_next_iteration(Consumer& c, const QueueJob& job) {
                options.error().message);
     return;
   }
+  if (!options->every_ms) return create_next_iteration(c, job, options.value());
+  // For `every`, the scheduler's hash holds the interval and the slot
+  // alignment (offset) the job's options lack; BullMQ reads them there.
+  commands_->command({"HMGET", c.keys.key("repeat:" + job.scheduler_id), "every", "offset"},
+                     [this, &c, job, opts = options.value()](Result<Reply> r) mutable {
+                       if (r && r->is_array() && r->elements.size() == 2) {
+                         if (auto every = r->elements[0].as_int(); every && *every > 0)
+                           opts.every_ms = *every;
+                         if (auto offset = r->elements[1].as_int()) opts.offset_ms = *offset;
+                       }
+                       create_next_iteration(c, job, opts);
+                     });
+}
+
+void QueueWorker::create_next_iteration(Consumer& c, const QueueJob& job,
+                                        const RepeatOptions& options) {
+  auto log = logger("queue");
   // The current iteration's time is the last part of its id
   // ("repeat:<scheduler>:<millis>"), the same as opts.prevMillis.
   int64_t current = 0;
@@ -461,7 +497,7 @@ void QueueWorker::schedule_next_iteration(Consumer& c, const QueueJob& job) {
   if (auto* prev = job.opts.if_contains("prevMillis"); prev && prev->is_number())
     current = prev->to_number<int64_t>();
   const int64_t now = clock_.wall_ms();
-  auto next = next_iteration_millis(options.value(), current, now);
+  auto next = next_iteration_millis(options, current, now);
   if (!next) {
     log->error("job scheduler '{}' of queue '{}': {}", job.scheduler_id, c.keys.queue_name(),
                next.error().message);

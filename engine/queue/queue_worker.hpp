@@ -28,23 +28,48 @@
 #include "core/clock.hpp"
 #include "queue/queue_job.hpp"
 #include "queue/queue_keys.hpp"
+#include "queue/repeat_schedule.hpp"
 #include "redis/redis_connection.hpp"
 
 namespace guardant::engine {
 
 struct JobOutcome {
-  enum class Kind { Completed, Failed, HandBack };
+  enum class Kind { Completed, Failed, HandBack, Postpone };
   Kind kind = Kind::Completed;
   std::string value;           // Completed: returnvalue JSON text; Failed: reason
   bool unrecoverable = false;  // Failed: no retry, whatever attempts remain
+  int64_t delay_ms = 0;        // Postpone
+  std::string counter_field;   // Postpone: job hash field counting these, "" none
 
-  static JobOutcome completed(std::string json) { return {Kind::Completed, std::move(json)}; }
-  static JobOutcome failed(std::string reason, bool unrecoverable = false) {
-    return {Kind::Failed, std::move(reason), unrecoverable};
+  static JobOutcome completed(std::string json) {
+    JobOutcome o;
+    o.value = std::move(json);
+    return o;
   }
-  // Not this worker's to run now (stopping, or routed elsewhere): back to
-  // wait, no attempt and no stall counted.
-  static JobOutcome hand_back() { return {Kind::HandBack, {}}; }
+  static JobOutcome failed(std::string reason, bool unrecoverable = false) {
+    JobOutcome o;
+    o.kind = Kind::Failed;
+    o.value = std::move(reason);
+    o.unrecoverable = unrecoverable;
+    return o;
+  }
+  // Not this worker's to run now (stopping): back to wait, no attempt and
+  // no stall counted.
+  static JobOutcome hand_back() {
+    JobOutcome o;
+    o.kind = Kind::HandBack;
+    return o;
+  }
+  // Not now: to delayed for `delay_ms`, not counted as an attempt (a nest
+  // over its rate limit, or a job for another worker). `counter_field`
+  // counts how often, in the job hash, so hand-backs can be bounded.
+  static JobOutcome postpone(int64_t delay_ms, std::string counter_field = {}) {
+    JobOutcome o;
+    o.kind = Kind::Postpone;
+    o.delay_ms = delay_ms;
+    o.counter_field = std::move(counter_field);
+    return o;
+  }
 };
 
 class JobHandler {
@@ -59,7 +84,7 @@ class JobHandler {
 struct QueueObserver {
   virtual ~QueueObserver() = default;
   virtual void on_job_started(const QueueJob&) {}
-  // "completed" | "failed" | "retried" | "handed_back" | "lost"
+  // "completed" | "failed" | "retried" | "handed_back" | "postponed" | "lost"
   virtual void on_job_ended(const QueueJob&, std::string_view /*how*/) {}
   virtual void on_stalled_recovered(const std::string& /*queue*/, size_t /*count*/) {}
   virtual void on_active_changed(size_t /*active*/) {}
@@ -130,6 +155,7 @@ class QueueWorker {
   void every(Clock::TimerId& id, Nanos period, void (QueueWorker::*fn)());
   void release(const std::string& lease_key);
   void schedule_next_iteration(Consumer& c, const QueueJob& job);
+  void create_next_iteration(Consumer& c, const QueueJob& job, const RepeatOptions& options);
   void renew_locks();
   void check_stalled();
   void maybe_stopped();

@@ -1,18 +1,15 @@
-// Per-nest rate limits shared by the whole fleet: one GCRA state per nest in
-// Redis, updated by one atomic Lua script that reads the time with Redis TIME,
-// so every worker counts against the same budget on the same clock.
+// Per-nest rate limits shared by the whole fleet: one sliding window per
+// nest in Redis, updated by one atomic Lua script that reads the time with
+// Redis TIME, so every worker counts against the same budget on the same
+// clock.
 //
-// Semantics (tier limit L checks per window W, emission interval T = W / L,
-// rounded up to the microsecond):
-// - Burst L: an idle nest may run L checks at once; after that one every T
-//   (60 per minute: 60 at once, then one a second). The long-run rate is L per
-//   W; a window that starts while the nest is idle may see up to 2L-1 checks
-//   (the burst plus the steady rate), never more.
-// - A refused check changes nothing in Redis, so refused checks do not push
-//   the nest further out.
-// - The key <key_prefix><nestId> holds the nest's theoretical arrival time and
-//   expires when the nest is back to a full burst (at most W after its last
-//   allowed check), so idle nests cost no memory.
+// Semantics (tier limit L checks per window W): a check runs when fewer than L
+// of the nest's checks started in the last W, so no window of length W, however
+// placed, holds more than L (60 per minute really is 60 in any minute; an idle
+// nest may still run its L at once). A refused check changes nothing in Redis
+// and learns when the oldest check leaves the window. The key
+// <key_prefix><nestId> is a sorted set of at most L start times and expires W
+// after the nest's last check, so idle nests cost no memory.
 #pragma once
 
 #include <cstdint>
@@ -91,9 +88,9 @@ class NestRateLimiter {
   // The Redis key of a nest's state (tests, operators).
   std::string key_for(const std::string& nest_id) const { return key_prefix_ + nest_id; }
 
-  // The GCRA script: KEYS[1] the nest's key; ARGV[1] emission interval in
-  // microseconds, ARGV[2] burst (the tier's limit). Returns {1, 0} when
-  // allowed, {0, retry_after_ms} when not.
+  // The sliding-window script: KEYS[1] the nest's key; ARGV[1] the window in
+  // microseconds, ARGV[2] the tier's limit, ARGV[3] a unique id of this
+  // check. Returns {1, 0} when allowed, {0, retry_after_ms} when not.
   static const redis::LuaScript& script();
 
  private:
@@ -102,6 +99,9 @@ class NestRateLimiter {
   std::string key_prefix_;
   metrics::CounterFamily* delayed_ = nullptr;
   metrics::Counter* errors_ = nullptr;
+  // Makes each check's entry in the nest's window unique across the fleet.
+  std::string instance_;
+  uint64_t sequence_ = 0;
 };
 
 }  // namespace guardant::engine

@@ -1,6 +1,7 @@
 #include "worker/queue_check_handler.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/logging.hpp"
 #include "queue/job_data.hpp"
@@ -10,20 +11,80 @@
 namespace guardant::engine {
 
 QueueCheckHandler::QueueCheckHandler(const Config& config, PluginRegistry& registry,
-                                     CheckRunner& runner, std::vector<std::string> capabilities)
+                                     CheckRunner& runner, std::vector<std::string> capabilities,
+                                     NestRateLimiter* limiter)
     : config_(config),
       registry_(registry),
       runner_(runner),
-      capabilities_(std::move(capabilities)) {}
+      capabilities_(std::move(capabilities)),
+      limiter_(limiter) {}
+
+std::string QueueCheckHandler::routing_mismatch(const CheckSpec& spec) const {
+  auto has = [&](const std::string& c) {
+    return std::find(capabilities_.begin(), capabilities_.end(), c) != capabilities_.end();
+  };
+  std::vector<std::string> why;
+  if (!has(spec.type)) why.push_back("it needs probe type '" + spec.type + "'");
+  std::vector<std::string> missing;
+  for (auto& c : spec.required_capabilities)
+    if (!has(c)) missing.push_back(c);
+  if (!missing.empty())
+    why.push_back(fmt::format("it requires capabilities [{}]", fmt::join(missing, ", ")));
+  if (!spec.region.empty() && spec.region != config_.worker.region)
+    why.push_back("it is routed to region '" + spec.region + "'");
+  if (why.empty()) return {};
+  return fmt::format("{}; worker {} is in region '{}' with capabilities [{}]",
+                     fmt::join(why, " and "), config_.worker.id, config_.worker.region,
+                     fmt::join(capabilities_, ", "));
+}
 
 void QueueCheckHandler::run(const QueueJob& job, std::function<void(JobOutcome)> done) {
   auto spec = parse_check_spec(job.data);
   if (!spec) return done(JobOutcome::failed(spec.error().message, true));
-  if (std::find(capabilities_.begin(), capabilities_.end(), spec->type) == capabilities_.end())
-    return done(JobOutcome::failed(
-        "no probe for type '" + spec->type + "' on worker " + config_.worker.id +
-            " (capabilities: " + fmt::format("{}", fmt::join(capabilities_, ", ")) + ")",
-        true));
+  if (auto missing = routing_mismatch(spec.value()); !missing.empty()) {
+    // Another worker may be able to run it: hand it back for a while, a
+    // bounded number of times, then fail it saying what was missing.
+    int64_t handbacks = 0;
+    if (auto* n = job.field(kHandbackField)) handbacks = std::atoll(n->c_str());
+    if (handbacks >= static_cast<int64_t>(config_.queue.max_handbacks))
+      return done(JobOutcome::failed("no worker took this job after " + std::to_string(handbacks) +
+                                         " hand-back(s): " + missing,
+                                     true));
+    logger("queue")->debug("job {} of queue '{}' handed back: {}", job.id, job.queue, missing);
+    return done(JobOutcome::postpone(config_.queue.handback_delay_ms, kHandbackField));
+  }
+  if (!limiter_ || spec->nest_id.empty()) return run_check(job, spec.value(), std::move(done));
+  // The nest's limit is shared by the fleet: over it, the job waits in
+  // delayed until the nest may run again (not an attempt, not a failure).
+  limiter_->acquire(
+      spec->nest_id, spec->tier,
+      [this, job, spec = spec.value(), done = std::move(done)](Result<RateDecision> d) mutable {
+        if (!d) {
+          // Without an answer the check runs: a missed limit costs less than
+          // a missed check.
+          logger("ratelimit")
+              ->warn("rate limit of nest '{}' unknown ({}); running job {} anyway", spec.nest_id,
+                     d.error().message, job.id);
+          return run_check(job, spec, std::move(done));
+        }
+        if (d->unknown_tier && unknown_tiers_reported_.insert(spec.tier).second)
+          logger("ratelimit")
+              ->warn(
+                  "job {} names tier '{}', which limits.tiers does not define; the default tier "
+                  "'{}' applies (reported once per tier)",
+                  job.id, spec.tier, d->tier);
+        if (d->allowed) return run_check(job, spec, std::move(done));
+        limiter_->count_delayed(d->tier);
+        logger("ratelimit")
+            ->debug("nest '{}' over its {} limit: job {} delayed {} ms", spec.nest_id, d->tier,
+                    job.id, d->retry_after_ms);
+        done(JobOutcome::postpone(d->retry_after_ms));
+      });
+}
+
+void QueueCheckHandler::run_check(const QueueJob& job, const CheckSpec& spec_value,
+                                  std::function<void(JobOutcome)> done) {
+  const CheckSpec* spec = &spec_value;
   CheckJob check;
   check.check_id = job.queue + ":" + job.id;
   check.type = spec->type;
@@ -32,7 +93,7 @@ void QueueCheckHandler::run(const QueueJob& job, std::function<void(JobOutcome)>
   check.timeout =
       std::chrono::milliseconds(spec->timeout_ms.value_or(config_.worker.default_timeout_ms));
 
-  auto accepted = runner_.submit(check, [this, spec = spec.value(), done](CheckReport r) {
+  auto accepted = runner_.submit(check, [this, spec = *spec, done](CheckReport r) {
     if (r.abandoned || (r.refused && r.refused->code == "shutting_down"))
       return done(JobOutcome::hand_back());
     if (r.refused) {

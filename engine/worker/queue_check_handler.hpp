@@ -7,28 +7,40 @@
 // BullMQ's attempts/backoff apply; a check cut off by shutdown is handed back.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
 #include "metrics/registry.hpp"
 #include "plugins/plugin_registry.hpp"
+#include "queue/job_data.hpp"
 #include "queue/queue_worker.hpp"
+#include "ratelimit/nest_rate_limiter.hpp"
 #include "scheduler/check_runner.hpp"
 
 namespace guardant::engine {
 
 class QueueCheckHandler final : public JobHandler {
  public:
+  // `limiter` may be null (no per-nest limits).
   QueueCheckHandler(const Config& config, PluginRegistry& registry, CheckRunner& runner,
-                    std::vector<std::string> capabilities);
+                    std::vector<std::string> capabilities, NestRateLimiter* limiter = nullptr);
   void run(const QueueJob& job, std::function<void(JobOutcome)> done) override;
 
  private:
+  // Why this worker cannot run the job (empty: it can).
+  std::string routing_mismatch(const CheckSpec& spec) const;
+  void run_check(const QueueJob& job, const CheckSpec& spec, std::function<void(JobOutcome)> done);
+
+  // Job hash field counting routing hand-backs.
+  static constexpr const char* kHandbackField = "handbacks";
   const Config& config_;
   PluginRegistry& registry_;
   CheckRunner& runner_;
   std::vector<std::string> capabilities_;
+  NestRateLimiter* limiter_;
+  std::set<std::string> unknown_tiers_reported_;
 };
 
 // QueueWorker events as /metrics series.

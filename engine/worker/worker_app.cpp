@@ -13,9 +13,11 @@
 
 #include "core/asio_clock.hpp"
 #include "core/logging.hpp"
+#include "fleet/worker_registry.hpp"
 #include "http/health_server.hpp"
 #include "metrics/worker_metrics.hpp"
 #include "plugins/plugin_registry.hpp"
+#include "ratelimit/nest_rate_limiter.hpp"
 #include "results/check_record.hpp"
 #include "results/json_lines_sink.hpp"
 #include "results/json_text.hpp"
@@ -142,6 +144,33 @@ boost::json::array plugins_json(const PluginRegistry& registry) {
   return a;
 }
 
+// "{capability}" in a queue name stands for each capability of this worker,
+// so producers can route by probe type ("monitoring:{capability}" becomes
+// "monitoring:web", "monitoring:tcp" ...). "{region}" was expanded with the
+// config.
+std::vector<std::string> expand_capability_queues(const std::vector<std::string>& names,
+                                                  const std::vector<std::string>& caps) {
+  std::vector<std::string> out;
+  auto add = [&](std::string n) {
+    if (std::find(out.begin(), out.end(), n) == out.end()) out.push_back(std::move(n));
+  };
+  const std::string placeholder = "{capability}";
+  for (const auto& name : names) {
+    if (name.find(placeholder) == std::string::npos) {
+      add(name);
+      continue;
+    }
+    for (const auto& cap : caps) {
+      std::string n = name;
+      for (auto pos = n.find(placeholder); pos != std::string::npos;
+           pos = n.find(placeholder, pos + cap.size()))
+        n.replace(pos, placeholder.size(), cap);
+      add(n);
+    }
+  }
+  return out;
+}
+
 RecordContext record_context(const Config& config, const PluginRegistry& registry,
                              const std::string& type) {
   RecordContext ctx;
@@ -197,6 +226,14 @@ int WorkerApp::run() {
   std::unique_ptr<QueueCheckHandler> handler;
   std::unique_ptr<QueueMetricsObserver> queue_observer;
   std::unique_ptr<QueueWorker> queue;
+  std::vector<std::string> queue_names;
+  // The fleet connection (worker registry, per-nest rate limits), declared
+  // before what uses it so it outlives them.
+  std::unique_ptr<redis::RedisConnection> fleet_redis;
+  std::unique_ptr<NestRateLimiter> limiter;
+  std::unique_ptr<WorkerRegistry> worker_registry;
+  bool registered = false;
+  int exit_code = 0;
 
   if (config_.mode == WorkerMode::Standalone) {
     auto opened =
@@ -244,7 +281,34 @@ int WorkerApp::run() {
                     describe_refusals(core.registry));
       return 1;
     }
-    handler = std::make_unique<QueueCheckHandler>(config_, core.registry, runner, caps);
+    queue_names = expand_capability_queues(config_.queue.names, caps);
+    fleet_redis = std::make_unique<redis::RedisConnection>(
+        core.io, core.clock, config_.redis, "guardant:fleet:" + config_.worker.id, "fleet");
+    limiter =
+        std::make_unique<NestRateLimiter>(*fleet_redis, config_.limits, &core.metrics.registry());
+    const int64_t process_started_ms = core.clock.wall_ms();
+    worker_registry =
+        std::make_unique<WorkerRegistry>(*fleet_redis, core.clock, [&, process_started_ms] {
+          WorkerRecord r;
+          r.id = config_.worker.id;
+          r.region = config_.worker.region;
+          r.version = GUARDANT_VERSION;
+          r.host = local_host_name();
+          r.pid = ::getpid();
+          r.capabilities = caps;
+          for (auto& p : core.registry.plugins()) {
+            boost::json::array types;
+            for (auto& t : p.types) types.emplace_back(t.name);
+            r.plugins.push_back(boost::json::object{
+                {"name", p.name}, {"version", p.version}, {"types", std::move(types)}});
+          }
+          r.concurrency = static_cast<uint32_t>(runner.slots());
+          r.in_flight = static_cast<uint32_t>(runner.in_flight());
+          r.started_at_ms = process_started_ms;
+          return r;
+        });
+    handler =
+        std::make_unique<QueueCheckHandler>(config_, core.registry, runner, caps, limiter.get());
     queue_observer = std::make_unique<QueueMetricsObserver>(core.metrics.registry());
     QueueWorkerOptions options;
     options.worker_name = config_.worker.id;
@@ -260,30 +324,48 @@ int WorkerApp::run() {
       log->info(
           "worker {} (region {}) started in queue mode: queues [{}] on redis {}, {} slot(s), "
           "capabilities [{}]",
-          config_.worker.id, config_.worker.region, fmt::join(config_.queue.names, ", "),
+          config_.worker.id, config_.worker.region, fmt::join(queue_names, ", "),
           config_.redis.unix_socket.empty()
               ? config_.redis.host + ":" + std::to_string(config_.redis.port)
               : config_.redis.unix_socket,
           runner.slots(), fmt::join(caps, ", "));
-      queue->start();
+      // Jobs are taken only once this worker holds its id in the fleet: a
+      // second live worker with the same WORKER_ID refuses to start.
+      fleet_redis->start();
+      worker_registry->start([&](Status st) {
+        if (!st) {
+          log->critical("{}", st.error().message);
+          exit_code = 1;
+          core.io.stop();
+          return;
+        }
+        registered = true;
+        queue->start();
+      });
     };
     mode.drain = [&](std::function<void()> done) {
       // Both must finish: the runner ends (or abandons) the checks, the queue
       // worker writes their outcomes or hands the jobs back.
-      auto remaining = std::make_shared<int>(2);
+      auto remaining = std::make_shared<int>(3);
       auto one_done = [remaining, done = std::move(done)] {
         if (--*remaining == 0) done();
       };
+      // The record goes at once: a draining worker takes no new work.
+      worker_registry->stop(one_done);
       queue->stop(one_done);
       runner.drain(std::chrono::milliseconds(config_.worker.drain_timeout_ms), one_done);
     };
     mode.add_health = [&](boost::json::object& h) {
-      h["queues"] = to_json(config_.queue.names);
+      h["queues"] = to_json(queue_names);
       h["activeJobs"] = queue->active_jobs();
       h["redis"] =
           boost::json::object{{"connected", queue->connected()}, {"error", queue->redis_error()}};
     };
     mode.not_ready = [&]() -> std::optional<Readiness> {
+      if (!registered) {
+        auto why = fleet_redis->last_error();
+        return Readiness{false, why.empty() ? "registering the worker id" : "redis: " + why};
+      }
       if (!queue->connected()) return Readiness{false, "redis: " + queue->redis_error()};
       return std::nullopt;
     };
@@ -357,7 +439,7 @@ int WorkerApp::run() {
   core.host.set_loop_thread(std::this_thread::get_id());
   core.io.run();
   core.host.begin_shutdown();
-  return 0;
+  return exit_code;
 }
 
 int list_plugins(const Config& config, std::ostream& out) {

@@ -7,16 +7,6 @@ import { echoJob, interopSuite, jobCounts, sleep, waitCompleted, waitFor, WORKER
 
 const suite = interopSuite();
 
-// A known bug of the C++ worker, reported to its author: marked TODO for the
-// C++ worker only (reported as "# TODO" with this reason, not hidden), so
-// the suite stays green for everyone while it is open. Delete once fixed.
-const RATE_LIMIT_BUG =
-  WORKER_KIND === 'cpp'
-    ? 'known C++ worker bug: fetch_next() in engine/queue/lua/common.lua treats a limiter key in its last millisecond ' +
-      '(PTTL 0) as no limit and INCRs it to max+1 without a new PEXPIRE, so the next window admits max+1 jobs; ' +
-      "BullMQ's getRateLimitTTL DELs the key when PTTL is 0"
-    : undefined;
-
 test('queue.pause() stops fetching (no job added after it starts), resume() continues', { timeout: 60_000 }, suite.run(async (env) => {
   const q = env.queue();
   await env.worker();
@@ -77,7 +67,7 @@ test('setGlobalConcurrency(2): LLEN active never above 2 with worker concurrency
   assert.ok(peak <= 2, `the events stream shows ${peak} jobs running at once`);
 }));
 
-test('setGlobalRateLimit(5, 1000): 15 jobs take >= ~2 s, never 6 starts within 800 ms', { timeout: 60_000, todo: RATE_LIMIT_BUG }, suite.run(async (env) => {
+test('setGlobalRateLimit(5, 1000): 15 jobs take >= ~2 s, never 6 starts within 800 ms', { timeout: 60_000 }, suite.run(async (env) => {
   const q = env.queue();
   await q.setGlobalRateLimit(5, 1000);
   await env.worker({ concurrency: 10 });

@@ -109,6 +109,9 @@ local function fetch_next(prefix, now, token, lock_ms, worker_name)
     if used >= state.max_jobs then
       local ttl = rcall("PTTL", K_LIMITER)
       if ttl > 0 then return {0, 0, ttl, 0} end
+      -- The window ends this very millisecond (or the counter lost its
+      -- expiry): start a new window rather than count into the old one.
+      rcall("DEL", K_LIMITER)
     end
   end
   if state.blocked then return {0, 0, 0, 0} end

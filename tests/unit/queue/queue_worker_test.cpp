@@ -298,6 +298,25 @@ TEST_F(QueueWorkerTest, HandBackCountsNoAttemptAndNoStall) {
   EXPECT_NE(events().find("waiting\njobId\nback\nprev\nactive"), std::string::npos);
 }
 
+TEST_F(QueueWorkerTest, PostponeIsNotAnAttemptAndIsCounted) {
+  int runs = 0;
+  handler.outcome = [&](const QueueJob&) {
+    return ++runs <= 2 ? JobOutcome::postpone(50, "handbacks") : JobOutcome::completed("1");
+  };
+  start(options());
+  add("later", R"({"attempts":1})");
+  wait_finished("later");
+  EXPECT_EQ(runs, 3);
+  EXPECT_EQ(field("later", "atm"), "1");
+  EXPECT_EQ(field("later", "ats"), "1");
+  EXPECT_EQ(field("later", "handbacks"), "2");
+  size_t delayed = 0;
+  auto ev = events();
+  for (size_t pos = 0; (pos = ev.find("delayed\njobId\nlater", pos)) != std::string::npos; ++pos)
+    ++delayed;
+  EXPECT_EQ(delayed, 2u);
+}
+
 TEST_F(QueueWorkerTest, StopWaitsForRunningJobsThatHandBack) {
   handler.duration = 2s;
   handler.outcome = [](const QueueJob&) { return JobOutcome::hand_back(); };
