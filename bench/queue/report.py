@@ -23,6 +23,10 @@ def metrics(rec):
         "redis_cpu_s_per_1000": rec["redis_cpu_s"] * 1000.0 / n,
         "worker_peak_rss_mib": rec["worker_peak_rss_kib"] / 1024,
         "redis_peak_rss_mib": rec["redis_peak_rss_kib"] / 1024,
+        # RSS when ready, and its growth over the drain per 1,000 jobs.
+        "worker_rss_ready_mib": rec["worker_rss_ready_kib"] / 1024,
+        "worker_rss_growth_kib_per_1000": ((rec["worker_rss_end_kib"] - rec["worker_rss_ready_kib"])
+                                           * 1000.0 / n),
         "redis_calls_per_job": calls / n,
         "scripts_per_job": sum(rec["commands"].get(k, {}).get("calls", 0)
                                for k in ("evalsha", "eval", "fcall")) / n,
@@ -150,7 +154,8 @@ def report(meta_path, raw_path, out_path):
     print(f"guardant {v['guardant']} vs bullmq {v['bullmq']} Worker (node {v['node']}), redis {v['redis']}: "
           f"{m['cores']} cores ({m['cpu']}), medians of {meta['params']['repeats']} drains, loopback")
     hdr = (f"{'kind':<8}{'c':>4} {'worker':<7}{'jobs':>7}{'jobs/s':>9}{'worker CPU-s/1k':>16}"
-           f"{'Redis CPU-s/1k':>15}{'peak RSS MiB':>13}{'Redis calls/job':>16}{'busy%':>7}")
+           f"{'Redis CPU-s/1k':>15}{'peak RSS MiB':>13}{'ready MiB':>10}{'+KiB/1k jobs':>13}"
+           f"{'Redis calls/job':>16}{'busy%':>7}")
     print(hdr)
     print("-" * len(hdr))
     for e in results:
@@ -161,6 +166,7 @@ def report(meta_path, raw_path, out_path):
             print(f"{e['kind']:<8}{e['concurrency']:>4} {impl:<7}{fmt(x['jobs'], '.0f'):>7}"
                   f"{fmt(x['jobs_per_s'], '.0f'):>9}{fmt(x['worker_cpu_s_per_1000'], '.3f'):>16}"
                   f"{fmt(x['redis_cpu_s_per_1000'], '.3f'):>15}{fmt(x['worker_peak_rss_mib'], '.1f'):>13}"
+                  f"{fmt(x['worker_rss_ready_mib'], '.1f'):>10}{fmt(x['worker_rss_growth_kib_per_1000'], '.0f'):>13}"
                   f"{fmt(x['redis_calls_per_job'], '.1f'):>16}{fmt(x['machine_busy_before_pct'], '.0f'):>7}"
                   + (f"  {x['failed_total']} FAILED" if x["failed_total"] else ""))
         r = e["ratios_ours_over_node"]
