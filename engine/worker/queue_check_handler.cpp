@@ -93,7 +93,7 @@ void QueueCheckHandler::run_check(const QueueJob& job, const CheckSpec& spec_val
   check.timeout =
       std::chrono::milliseconds(spec->timeout_ms.value_or(config_.worker.default_timeout_ms));
 
-  auto accepted = runner_.submit(check, [this, spec = *spec, done](CheckReport r) {
+  auto accepted = runner_.submit(check, [this, job, spec = *spec, done](CheckReport r) {
     if (r.abandoned || (r.refused && r.refused->code == "shutting_down"))
       return done(JobOutcome::hand_back());
     if (r.refused) {
@@ -117,7 +117,10 @@ void QueueCheckHandler::run_check(const QueueJob& job, const CheckSpec& spec_val
       ctx.plugin_version = p->version;
     }
     ctx.checked_at_ms = r.finished_wall_ms;
-    done(JobOutcome::completed(to_json_text(make_check_record(r.result, ctx))));
+    auto record = make_check_record(r.result, ctx);
+    auto text = to_json_text(record);
+    if (on_record) on_record(job, spec, std::move(record));
+    done(JobOutcome::completed(std::move(text)));
   });
   if (!accepted) done(JobOutcome::hand_back());
 }

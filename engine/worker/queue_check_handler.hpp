@@ -28,6 +28,10 @@ class QueueCheckHandler final : public JobHandler {
                     std::vector<std::string> capabilities, NestRateLimiter* limiter = nullptr);
   void run(const QueueJob& job, std::function<void(JobOutcome)> done) override;
 
+  // Every result record, for the sinks beside the job's returnvalue (Redis
+  // stream and status, spool, JSON Lines).
+  std::function<void(const QueueJob&, const CheckSpec&, boost::json::object)> on_record;
+
  private:
   // Why this worker cannot run the job (empty: it can).
   std::string routing_mismatch(const CheckSpec& spec) const;

@@ -21,6 +21,7 @@
 #include "results/check_record.hpp"
 #include "results/json_lines_sink.hpp"
 #include "results/json_text.hpp"
+#include "results/result_persister.hpp"
 #include "scheduler/check_runner.hpp"
 #include "scheduler/standalone_scheduler.hpp"
 #include "worker/queue_check_handler.hpp"
@@ -232,6 +233,9 @@ int WorkerApp::run() {
   std::unique_ptr<redis::RedisConnection> fleet_redis;
   std::unique_ptr<NestRateLimiter> limiter;
   std::unique_ptr<WorkerRegistry> worker_registry;
+  // Results beside the returnvalue: Redis stream + status with the spool.
+  std::unique_ptr<redis::RedisConnection> results_redis;
+  std::unique_ptr<ResultPersister> persister;
   bool registered = false;
   int exit_code = 0;
 
@@ -309,6 +313,31 @@ int WorkerApp::run() {
         });
     handler =
         std::make_unique<QueueCheckHandler>(config_, core.registry, runner, caps, limiter.get());
+    results_redis = std::make_unique<redis::RedisConnection>(
+        core.io, core.clock, config_.redis, "guardant:results:" + config_.worker.id, "results");
+    persister = std::make_unique<ResultPersister>(core.io, core.clock, *results_redis,
+                                                  config_.results, &core.metrics.registry());
+    if (auto st = persister->open(); !st)
+      log->error("result spool: {}; results wait in memory while Redis is away",
+                 st.error().message);
+    results_redis->on_ready([&] { persister->on_redis_ready(); });
+    if (!config_.results.jsonl_path.empty()) {
+      auto opened = JsonLinesSink::open(config_.results.jsonl_path);
+      if (!opened) {
+        log->critical("{}", opened.error().message);
+        return 1;
+      }
+      sink.emplace(std::move(opened.value()));
+    }
+    handler->on_record = [&](const QueueJob& job, const CheckSpec& spec,
+                             boost::json::object record) {
+      if (sink)
+        if (auto st = sink->write(record); !st) log->error("{}", st.error().message);
+      // One key per job attempt: a result flushed again after a crash is
+      // not written twice.
+      persister->persist({job.queue + ":" + job.id + ":" + std::to_string(job.attempts_started),
+                          spec.nest_id, spec.service_id, std::move(record)});
+    };
     queue_observer = std::make_unique<QueueMetricsObserver>(core.metrics.registry());
     QueueWorkerOptions options;
     options.worker_name = config_.worker.id;
@@ -332,6 +361,7 @@ int WorkerApp::run() {
       // Jobs are taken only once this worker holds its id in the fleet: a
       // second live worker with the same WORKER_ID refuses to start.
       fleet_redis->start();
+      results_redis->start();
       worker_registry->start([&](Status st) {
         if (!st) {
           log->critical("{}", st.error().message);
@@ -347,8 +377,10 @@ int WorkerApp::run() {
       // Both must finish: the runner ends (or abandons) the checks, the queue
       // worker writes their outcomes or hands the jobs back.
       auto remaining = std::make_shared<int>(3);
-      auto one_done = [remaining, done = std::move(done)] {
-        if (--*remaining == 0) done();
+      // Once no check runs any more, the results still on their way are
+      // written (or spooled and synced) before the process exits.
+      auto one_done = [&, remaining, done = std::move(done)] {
+        if (--*remaining == 0) persister->flush(done);
       };
       // The record goes at once: a draining worker takes no new work.
       worker_registry->stop(one_done);
