@@ -121,7 +121,7 @@ bootstrap() {
   security=$(debian_mirror "-security")
   log "bootstrapping Debian 12 (minbase) from $mirror into $tarball"
   rm -f "$tarball.tmp"
-  if ! timeout 900 mmdebstrap --mode=root --format=tar --variant=minbase --quiet bookworm "$tarball.tmp" \
+  if ! timeout 600 mmdebstrap --mode=root --format=tar --variant=minbase --quiet bookworm "$tarball.tmp" \
     "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
     "deb $security bookworm-security main"; then
     rm -f "$tarball.tmp"
