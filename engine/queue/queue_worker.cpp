@@ -149,10 +149,9 @@ size_t QueueWorker::free_slots() const {
 void QueueWorker::pump_all() {
   // Start with a different queue each time so one busy queue cannot take
   // every slot that frees up.
-  static size_t rotation = 0;
   for (size_t i = 0; i < consumers_.size(); ++i)
-    pump(*consumers_[(rotation + i) % consumers_.size()]);
-  ++rotation;
+    pump(*consumers_[(pump_rotation_ + i) % consumers_.size()]);
+  ++pump_rotation_;
 }
 
 void QueueWorker::pump(Consumer& c) {
@@ -239,8 +238,7 @@ void QueueWorker::wait_for_marker(Consumer& c) {
     }
     const Reply& reply = r.value();
     if (reply.is_array() && reply.elements.size() == 3) {
-      auto score = std::stod(reply.elements[2].str);
-      auto due = static_cast<int64_t>(score);
+      auto due = static_cast<int64_t>(std::strtod(reply.elements[2].str.c_str(), nullptr));
       if (due > clock_.wall_ms() + 1) {
         // A delay marker for the future: wait until it is due.
         c.next_due_ms = due;

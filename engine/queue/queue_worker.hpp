@@ -169,6 +169,7 @@ class QueueWorker {
   std::vector<std::string> queue_names_;
   std::string token_prefix_;
   uint64_t token_counter_ = 0;
+  size_t pump_rotation_ = 0;
   std::mt19937_64 rng_;
 
   std::map<std::string, Lease> leases_;

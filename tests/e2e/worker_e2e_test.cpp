@@ -305,3 +305,62 @@ TEST(WorkerE2E, WorkerCapabilitiesNarrowsWhatIsAdvertised) {
   EXPECT_NE(std::find(all.begin(), all.end(), json::value("variant")), all.end()) << all;
   EXPECT_EQ(caps({"WORKER_CAPABILITIES=variant"}), json::array({"variant"}));
 }
+
+TEST(WorkerE2E, QueueModeStartsWithoutRedisNotReadyThenConnects) {
+  Scratch s;
+  const uint16_t health = free_port();
+  const uint16_t redis_port = free_port();
+  auto cfg = s.write(
+      "worker.toml",
+      "mode = \"queue\"\n[worker]\nid = \"e2e-q\"\nregion = \"test-region\"\nconcurrency = 2\n"
+      "drain_timeout_ms = 2000\n[log]\nlevel = \"info\"\n[plugins]\ndirs = [\"" +
+          std::string(GUARDANT_TEST_PLUGIN_DIR) + "\"]\n[redis]\nhost = \"127.0.0.1\"\nport = " +
+          std::to_string(redis_port) + "\n[queue]\nnames = [\"monitoring\"]\n[health]\nbind = " +
+          "\"127.0.0.1\"\nport = " + std::to_string(health) +
+          "\n[results]\njsonl = \"\"\n[results.stream]\nenabled = false\n"
+          "[results.status]\nenabled = false\n");
+  Process worker(kBinary, {"--config", cfg}, s.path("out"), s.path("err"));
+  ASSERT_TRUE(worker.started());
+
+  // Up and answering, but not ready: nothing to take work from.
+  std::optional<HttpResponse> ready;
+  ASSERT_TRUE(
+      wait_for([&] { return (ready = http_request(health, "GET", "/ready")).has_value(); }, 10s))
+      << worker.err();
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_NE(ready->body.find("redis"), std::string::npos) << ready->body;
+  auto h = http_request(health, "GET", "/health");
+  ASSERT_TRUE(h);
+  auto body = json::parse(h->body).as_object();
+  EXPECT_EQ(body.at("mode").as_string(), "queue");
+  EXPECT_FALSE(body.at("redis").at("connected").as_bool());
+
+  // Redis appears: the worker connects, registers and becomes ready.
+  Process redis("/usr/bin/redis-server",
+                {"--port", std::to_string(redis_port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", s.dir.string()},
+                s.path("redis.out"), s.path("redis.err"));
+  ASSERT_TRUE(redis.started());
+  ASSERT_TRUE(wait_for(
+      [&] {
+        auto r = http_request(health, "GET", "/ready");
+        return r && r->status == 200;
+      },
+      15s))
+      << worker.err();
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"-p", std::to_string(redis_port)});
+    return run_command("/usr/bin/redis-cli", args, s.dir.string()).out;
+  };
+  auto record = cli({"GET", "guardant:workers:e2e-q"});
+  EXPECT_NE(record.find("\"region\":\"test-region\""), std::string::npos) << record;
+
+  worker.signal(SIGTERM);
+  auto code = worker.wait(10s);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 0) << worker.err();
+  // A clean stop removes the worker from the fleet.
+  EXPECT_EQ(cli({"EXISTS", "guardant:workers:e2e-q"}), "0\n");
+  redis.signal(SIGTERM);
+  redis.wait(5s);
+}
