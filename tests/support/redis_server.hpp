@@ -39,6 +39,12 @@ inline std::string find_program(const std::string& name) {
   return name;
 }
 
+// A redis-cli reply without its trailing newline ("1\n" -> "1").
+inline std::string chomp(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
 struct RedisServerOptions {
   uint16_t port = 0;              // 0: a free port, kept across restart()
   std::vector<std::string> args;  // extra redis-server arguments, e.g. {"--requirepass", "s"}

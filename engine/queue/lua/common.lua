@@ -159,6 +159,21 @@ local function release_lock(job_key, job_id, token)
   return -2
 end
 
+-- The start of every transition that ends an attempt: 0 when the job was
+-- active under our lock and now is not, else the code to return: -1 no such
+-- job (its id also leaves active), -2/-6 as release_lock, -3 not active.
+local function take_from_active(prefix, job_id, token)
+  local job_key = prefix .. job_id
+  if rcall("EXISTS", job_key) == 0 then
+    rcall("LREM", K_ACTIVE, -1, job_id)
+    return -1
+  end
+  local rc = release_lock(job_key, job_id, token)
+  if rc ~= 0 then return rc end
+  if rcall("LREM", K_ACTIVE, -1, job_id) == 0 then return -3 end
+  return 0
+end
+
 local function remove_job(prefix, job_id)
   local job_key = prefix .. job_id
   rcall("DEL", job_key, job_key .. ":logs", job_key .. ":lock", job_key .. ":dependencies",

@@ -17,17 +17,12 @@ local keep_limit = tonumber(ARGV[10]) or 1000
 local attempts = tonumber(ARGV[11]) or 0
 local job_key = prefix .. job_id
 
-if rcall("EXISTS", job_key) == 0 then
-  rcall("LREM", K_ACTIVE, -1, job_id)
-  return -1
-end
-local rc = release_lock(job_key, job_id, token)
+local rc = take_from_active(prefix, job_id, token)
 if rc ~= 0 then return rc end
 if not completed then
   rcall("HSET", job_key, "failedReason", value)
   if ARGV[7] ~= "" then rcall("HSET", job_key, "stacktrace", ARGV[7]) end
 end
-if rcall("LREM", K_ACTIVE, -1, job_id) == 0 then return -3 end
 
 local state = queue_state()
 rcall("XTRIM", K_EVENTS, "MAXLEN", "~", state.max_events)

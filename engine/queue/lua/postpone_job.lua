@@ -10,13 +10,8 @@ local prefix, job_id, token, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local delay = math.max(tonumber(ARGV[5]) or 0, 1)
 local job_key = prefix .. job_id
 
-if rcall("EXISTS", job_key) == 0 then
-  rcall("LREM", K_ACTIVE, -1, job_id)
-  return -1
-end
-local rc = release_lock(job_key, job_id, token)
+local rc = take_from_active(prefix, job_id, token)
 if rc ~= 0 then return rc end
-if rcall("LREM", K_ACTIVE, -1, job_id) == 0 then return -3 end
 
 local state = queue_state()
 if ARGV[6] ~= "" then rcall("HINCRBY", job_key, ARGV[6], 1) end

@@ -8,13 +8,8 @@ local prefix, job_id, token, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local delay = tonumber(ARGV[5]) or 0
 local job_key = prefix .. job_id
 
-if rcall("EXISTS", job_key) == 0 then
-  rcall("LREM", K_ACTIVE, -1, job_id)
-  return -1
-end
-local rc = release_lock(job_key, job_id, token)
+local rc = take_from_active(prefix, job_id, token)
 if rc ~= 0 then return rc end
-if rcall("LREM", K_ACTIVE, -1, job_id) == 0 then return -3 end
 
 local state = queue_state()
 rcall("HSET", job_key, "failedReason", ARGV[6])

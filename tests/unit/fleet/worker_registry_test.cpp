@@ -21,11 +21,6 @@ namespace {
 using namespace std::chrono_literals;
 using test::RedisServer;
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  return s;
-}
-
 class WorkerRegistryTest : public ::testing::Test {
  protected:
   RedisServer redis;
@@ -97,9 +92,9 @@ class WorkerRegistryTest : public ::testing::Test {
     run_until([&] { return done; }, 5s, "stop() to finish");
   }
 
-  std::string get(const std::string& k) { return trim(redis.cli("GET", k)); }
-  int64_t pttl(const std::string& k) { return std::stoll(trim(redis.cli("PTTL", k))); }
-  bool exists(const std::string& k) { return trim(redis.cli("EXISTS", k)) == "1"; }
+  std::string get(const std::string& k) { return test::chomp(redis.cli("GET", k)); }
+  int64_t pttl(const std::string& k) { return std::stoll(test::chomp(redis.cli("PTTL", k))); }
+  bool exists(const std::string& k) { return test::chomp(redis.cli("EXISTS", k)) == "1"; }
   boost::json::object stored(const std::string& k) {
     auto text = get(k);
     boost::system::error_code ec;
@@ -331,7 +326,7 @@ TEST_F(WorkerRegistryTest, KeyOfAnotherTypeIsRefusedWithTheReason) {
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code, kErrorWorkerIdInUse);
   EXPECT_NE(st.error().message.find("holds a Redis hash"), std::string::npos) << st.error().message;
-  EXPECT_EQ(trim(redis.cli("TYPE", key)), "hash");
+  EXPECT_EQ(test::chomp(redis.cli("TYPE", key)), "hash");
 }
 
 TEST_F(WorkerRegistryTest, EmptyIdIsRefused) {

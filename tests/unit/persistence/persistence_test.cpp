@@ -28,11 +28,6 @@ using namespace std::chrono_literals;
 using test::RedisServer;
 using test::RedisServerOptions;
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  return s;
-}
-
 // One result of service `svc` in nest-1, checked at 1000 + i.
 PersistedResult result(int i, const std::string& svc = "svc-1") {
   PersistedResult r;
@@ -96,7 +91,7 @@ class PersistenceTest : public ::testing::Test {
     }
   }
 
-  int64_t xlen() { return std::stoll(trim(redis.cli("XLEN", settings.stream_key))); }
+  int64_t xlen() { return std::stoll(test::chomp(redis.cli("XLEN", settings.stream_key))); }
   // The idempotency keys of the stream entries, oldest first.
   std::vector<std::string> stream_keys() {
     std::istringstream lines(redis.cli("XRANGE", settings.stream_key, "-", "+"));
@@ -111,7 +106,7 @@ class PersistenceTest : public ::testing::Test {
     return out;
   }
   std::string status(const std::string& field, const std::string& svc = "svc-1") {
-    return trim(redis.cli("HGET", "guardant:status:nest-1:" + svc, field));
+    return test::chomp(redis.cli("HGET", "guardant:status:nest-1:" + svc, field));
   }
   // A sample from /metrics, e.g. metric("guardant_results_written_total{sink=\"redis\"}").
   double metric(const std::string& series) {
@@ -165,7 +160,7 @@ TEST_F(PersistenceTest, WritesTheStreamEntryAndTheStatusHash) {
   EXPECT_EQ(status("region"), "eu-west");
   EXPECT_EQ(status("message"), "check 1");
   // The idempotency marker expires (24 h by default).
-  auto ttl = std::stoll(trim(redis.cli("PTTL", "guardant:results:written:monitoring:1:1")));
+  auto ttl = std::stoll(test::chomp(redis.cli("PTTL", "guardant:results:written:monitoring:1:1")));
   EXPECT_GT(ttl, 23 * 3600 * 1000LL);
   EXPECT_EQ(persister->spooled(), 0u);
 }

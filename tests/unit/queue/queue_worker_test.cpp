@@ -21,11 +21,6 @@ namespace {
 using namespace std::chrono_literals;
 using test::RedisServer;
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  return s;
-}
-
 // A JobHandler whose behaviour each test scripts per job id.
 class ScriptedHandler : public JobHandler {
  public:
@@ -95,7 +90,7 @@ class QueueWorkerTest : public ::testing::Test {
       redis.cli("ZADD", P + "delayed", std::to_string(due * 4096), id);
       redis.cli("ZADD", P + "marker", std::to_string(due), "1");
     } else if (priority > 0) {
-      auto seq = std::stoll(trim(redis.cli("INCR", P + "pc")));
+      auto seq = std::stoll(test::chomp(redis.cli("INCR", P + "pc")));
       redis.cli("ZADD", P + "prioritized", std::to_string(priority * 4294967296LL + seq), id);
       redis.cli("ZADD", P + "marker", "0", "0");
     } else {
@@ -105,10 +100,10 @@ class QueueWorkerTest : public ::testing::Test {
   }
 
   std::string field(const std::string& id, const std::string& f) {
-    return trim(redis.cli("HGET", P + id, f));
+    return test::chomp(redis.cli("HGET", P + id, f));
   }
-  int64_t zcard(const std::string& k) { return std::stoll(trim(redis.cli("ZCARD", P + k))); }
-  int64_t llen(const std::string& k) { return std::stoll(trim(redis.cli("LLEN", P + k))); }
+  int64_t zcard(const std::string& k) { return std::stoll(test::chomp(redis.cli("ZCARD", P + k))); }
+  int64_t llen(const std::string& k) { return std::stoll(test::chomp(redis.cli("LLEN", P + k))); }
   std::string events() { return redis.cli("XRANGE", P + "events", "-", "+"); }
 
   // Runs the loop until `pred` holds; fails the test after `limit`.
@@ -142,7 +137,7 @@ TEST_F(QueueWorkerTest, CompletesAJobWithItsReturnValueAndEvents) {
   EXPECT_EQ(field("1", "pb"), "test-worker");
   EXPECT_EQ(zcard("completed"), 1);
   EXPECT_EQ(llen("active"), 0);
-  EXPECT_EQ(trim(redis.cli("EXISTS", P + "1:lock")), "0");
+  EXPECT_EQ(test::chomp(redis.cli("EXISTS", P + "1:lock")), "0");
   auto ev = events();
   EXPECT_NE(ev.find("active\njobId\n1\nprev\nwaiting"), std::string::npos) << ev;
   EXPECT_NE(ev.find("completed\njobId\n1\nreturnvalue\n{\"status\":\"up\"}\nprev\nactive"),
@@ -164,7 +159,7 @@ TEST_F(QueueWorkerTest, TakesWaitBeforePrioritizedAndPrioritiesInOrder) {
   run_until([&] { return handler.started.size() == 5; }, 5s, "five jobs");
   EXPECT_EQ(handler.started, (std::vector<std::string>{"plain", "p1a", "p1b", "p3", "p5"}));
   wait_finished("p5");
-  EXPECT_EQ(trim(redis.cli("EXISTS", P + "pc")), "0");
+  EXPECT_EQ(test::chomp(redis.cli("EXISTS", P + "pc")), "0");
 }
 
 TEST_F(QueueWorkerTest, RetriesWithBackoffThenFailsWithStacktraceAndRetriesExhausted) {
@@ -218,9 +213,9 @@ TEST_F(QueueWorkerTest, RemoveOnCompleteForms) {
   add("k3", R"({"removeOnComplete":{"count":2,"age":3600}})");
   run_until([&] { return handler.started.size() == 4 && llen("active") == 0; }, 5s, "4 jobs");
   run_until([&] { return !field("k3", "finishedOn").empty(); }, 5s, "k3");
-  EXPECT_EQ(trim(redis.cli("EXISTS", P + "gone")), "0");
+  EXPECT_EQ(test::chomp(redis.cli("EXISTS", P + "gone")), "0");
   EXPECT_EQ(zcard("completed"), 2);
-  EXPECT_EQ(trim(redis.cli("EXISTS", P + "k1")), "0");
+  EXPECT_EQ(test::chomp(redis.cli("EXISTS", P + "k1")), "0");
   // The completed event still carries the removed job's return value.
   EXPECT_NE(events().find("completed\njobId\ngone\nreturnvalue"), std::string::npos);
 }
@@ -327,7 +322,7 @@ TEST_F(QueueWorkerTest, StopWaitsForRunningJobsThatHandBack) {
   EXPECT_EQ(llen("active"), 0);
   EXPECT_EQ(llen("wait"), 1);
   EXPECT_EQ(field("slow", "stc"), "");
-  EXPECT_EQ(trim(redis.cli("EXISTS", P + "slow:lock")), "0");
+  EXPECT_EQ(test::chomp(redis.cli("EXISTS", P + "slow:lock")), "0");
 }
 
 TEST_F(QueueWorkerTest, StopLetsRunningJobsFinish) {
@@ -366,7 +361,7 @@ TEST_F(QueueWorkerTest, ConsumesSeveralQueues) {
   redis.cli("LPUSH", eu + "wait", "e");
   redis.cli("ZADD", eu + "marker", "0", "0");
   wait_finished("m");
-  run_until([&] { return !trim(redis.cli("HGET", eu + "e", "finishedOn")).empty(); }, 5s,
+  run_until([&] { return !test::chomp(redis.cli("HGET", eu + "e", "finishedOn")).empty(); }, 5s,
             "the job of the second queue");
 }
 

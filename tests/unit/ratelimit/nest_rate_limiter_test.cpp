@@ -26,11 +26,6 @@ using test::RedisServer;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  return s;
-}
-
 LimitSettings limits(std::map<std::string, std::optional<uint32_t>> tiers, uint32_t window_ms,
                      std::string default_tier) {
   LimitSettings l;
@@ -113,7 +108,7 @@ class NestRateLimiterTest : public ::testing::Test {
     return r[0].ok() ? r[0].value() : RateDecision{};
   }
 
-  int64_t pttl(const std::string& key) { return std::stoll(trim(redis.cli("PTTL", key))); }
+  int64_t pttl(const std::string& key) { return std::stoll(test::chomp(redis.cli("PTTL", key))); }
 };
 
 TEST_F(NestRateLimiterTest, TwoWorkersShareOneNestsBudget) {
@@ -212,7 +207,7 @@ TEST_F(NestRateLimiterTest, UnlimitedTierNeverTouchesRedis) {
     EXPECT_TRUE(answered) << "an unlimited tier answers before acquire() returns";
   }
   EXPECT_THAT(redis.cli("INFO", "commandstats"), Not(HasSubstr("cmdstat_evalsha")));
-  EXPECT_EQ(trim(redis.cli("EXISTS", a.key_for("big-nest"))), "0");
+  EXPECT_EQ(test::chomp(redis.cli("EXISTS", a.key_for("big-nest"))), "0");
 
   // The same limiter does use Redis for a limited tier (the check above could fail).
   EXPECT_TRUE(acquire_ok(a, "big-nest", "free").allowed);
@@ -312,7 +307,7 @@ TEST_F(NestRateLimiterTest, KeyExpiresOnceTheBudgetIsFullAgain) {
   ttl = pttl(key);
   EXPECT_GT(ttl, 0);
   EXPECT_LE(ttl, 1'000);
-  EXPECT_TRUE(run_until([&] { return trim(redis.cli("EXISTS", key)) == "0"; }, 5s))
+  EXPECT_TRUE(run_until([&] { return test::chomp(redis.cli("EXISTS", key)) == "0"; }, 5s))
       << "the idle nest's key did not expire";
   // A fresh burst after expiry.
   auto again = acquire_all({{&a, "idle", "t2"}, {&a, "idle", "t2"}});
@@ -347,7 +342,7 @@ TEST_F(NestRateLimiterTest, KeyPrefixIsConfigurable) {
   EXPECT_TRUE(acquire_ok(a, "n", "free").allowed);
   EXPECT_FALSE(acquire_ok(a, "n", "free").allowed);
   EXPECT_TRUE(acquire_ok(b, "n", "free").allowed);
-  EXPECT_EQ(trim(redis.cli("EXISTS", "other-fleet:rl:n")), "1");
+  EXPECT_EQ(test::chomp(redis.cli("EXISTS", "other-fleet:rl:n")), "1");
 }
 
 TEST_F(NestRateLimiterTest, ScriptRejectsNonsenseArguments) {
