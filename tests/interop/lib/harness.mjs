@@ -120,6 +120,20 @@ export async function freePort() {
   return port;
 }
 
+// GET on 127.0.0.1: { status, body } (status 0 when nothing answered).
+export function httpGet(port, urlPath, timeoutMs = 2000) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', () => resolve({ status: 0, body: '' }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve({ status: 0, body: '' }));
+  });
+}
+
 function httpGetStatus(port, urlPath, timeoutMs = 1000) {
   return new Promise((resolve) => {
     const req = http.get({ host: '127.0.0.1', port, path: urlPath, timeout: timeoutMs }, (res) => {
@@ -289,6 +303,15 @@ export class RedisServer {
 // Options common to both implementations (names as in the C++ TOML, camelCase):
 //   id, region, concurrency, drainTimeoutMs, queues (names, "{region}"
 //   expanded by the worker), lockDurationMs, stalledIntervalMs, maxStalledCount
+// C++ worker only (the Node worker ignores them; left out, the TOML does not
+// set them and the worker's defaults apply, except [limits], see below):
+//   capabilities      [worker] capabilities (array of probe types)
+//   maxHandbacks, handbackDelayMs   [queue] max_handbacks, handback_delay_ms
+//   limits            { defaultTier, windowMs, tiers: { name: n | "unlimited" } };
+//                     when absent, default_tier = "unlimited"
+//   waitReady         false: start() returns once the process is spawned
+//                     instead of waiting for GET /ready (a worker expected
+//                     to refuse to start)
 const WORKER_DEFAULTS = {
   region: 'test',
   concurrency: 10,
@@ -299,13 +322,21 @@ const WORKER_DEFAULTS = {
   maxStalledCount: 1,
 };
 
+// dir/base+ext, or dir/base-2+ext, -3 ... when taken (two workers of a test
+// may share an id).
+function unusedPath(dir, base, ext) {
+  let p = path.join(dir, base + ext);
+  for (let n = 2; fs.existsSync(p); n++) p = path.join(dir, `${base}-${n}${ext}`);
+  return p;
+}
+
 class WorkerProcess {
   constructor(kind, opts, logDir) {
     this.kind = kind;
     this.opts = opts;
     this.id = opts.id;
     this.logDir = logDir;
-    this.log = new OutputLog(path.join(logDir, `${kind}-${opts.id}.log`));
+    this.log = new OutputLog(unusedPath(logDir, `${kind}-${opts.id}`, '.log'));
     this.proc = null;
     this.exit = null; // Promise<{code, signal}>
   }
@@ -375,6 +406,16 @@ function tomlString(s) {
   return JSON.stringify(s); // TOML basic strings accept JSON's escapes
 }
 
+// The environment of a guardant-worker process: the config file is the whole
+// truth, so no env override may change it.
+export function cppWorkerEnv() {
+  const env = { ...process.env };
+  for (const k of ['REDIS_HOST', 'REDIS_PORT', 'REDIS_PASSWORD', 'WORKER_ID', 'WORKER_CONCURRENCY', 'WORKER_REGION',
+    'WORKER_CAPABILITIES', 'HEALTH_PORT', 'LOG_LEVEL', 'GUARDANT_CONFIG'])
+    delete env[k];
+  return env;
+}
+
 export class CppWorker extends WorkerProcess {
   constructor(opts, logDir) {
     super('cpp', opts, logDir);
@@ -391,7 +432,7 @@ id = ${tomlString(o.id)}
 region = ${tomlString(o.region)}
 concurrency = ${o.concurrency}
 drain_timeout_ms = ${o.drainTimeoutMs}
-
+${o.capabilities ? `capabilities = [${o.capabilities.map(tomlString).join(', ')}]\n` : ''}
 [log]
 level = "debug"
 
@@ -408,16 +449,13 @@ prefix = ${tomlString(PREFIX)}
 lock_duration_ms = ${o.lockDurationMs}
 stalled_interval_ms = ${o.stalledIntervalMs}
 max_stalled_count = ${o.maxStalledCount}
-
+${o.maxHandbacks !== undefined ? `max_handbacks = ${o.maxHandbacks}\n` : ''}${o.handbackDelayMs !== undefined ? `handback_delay_ms = ${o.handbackDelayMs}\n` : ''}
 [health]
 enabled = true
 bind = "127.0.0.1"
 port = ${this.healthPort}
 
-# Nest rate limits are not what this suite tests: never delay a job for them.
-[limits]
-default_tier = "unlimited"
-
+${this.limitsToml()}
 [results]
 jsonl = ""
 
@@ -429,20 +467,44 @@ enabled = false
 `;
   }
 
+  limitsToml() {
+    const l = this.opts.limits;
+    // Nest rate limits are not what most of this suite tests: by default
+    // never delay a job for them.
+    if (!l) return '# Nest rate limits are not what this suite tests: never delay a job for them.\n[limits]\ndefault_tier = "unlimited"\n';
+    let t = `[limits]\ndefault_tier = ${tomlString(l.defaultTier ?? 'unlimited')}\n`;
+    if (l.windowMs !== undefined) t += `window_ms = ${l.windowMs}\n`;
+    if (l.tiers) {
+      t += '\n[limits.tiers]\n';
+      for (const [name, v] of Object.entries(l.tiers)) t += `${name} = ${typeof v === 'string' ? tomlString(v) : v}\n`;
+    }
+    return t;
+  }
+
+  // The worker's /metrics text (Prometheus exposition).
+  async metrics() {
+    const { status, body } = await httpGet(this.healthPort, '/metrics');
+    if (status !== 200) throw new Error(`${this.describe()}: GET /metrics answered ${status}`);
+    return body;
+  }
+
+  // Writes the TOML this worker runs with (also what `guardant-worker
+  // workers --config` or `--check-config` can be pointed at).
+  async writeConfig(redisPort) {
+    this.healthPort = await freePort();
+    this.configFile = unusedPath(this.logDir, `cpp-${this.id}`, '.toml');
+    fs.writeFileSync(this.configFile, this.config(redisPort));
+    return this.configFile;
+  }
+
   async start(redisPort) {
     const bin = process.env.GUARDANT_WORKER_BIN;
     if (!bin) throw new Error('GUARDANT_WORKER_BIN is not set (ctest sets it; or run with GUARDANT_INTEROP_WORKER=node)');
     if (!process.env.GUARDANT_INTEROP_PLUGIN_DIR)
       throw new Error('GUARDANT_INTEROP_PLUGIN_DIR is not set: the echo probe cannot be found');
-    this.healthPort = await freePort();
-    const file = path.join(this.logDir, `cpp-${this.id}.toml`);
-    fs.writeFileSync(file, this.config(redisPort));
-    // The file is the whole truth: no env override may change it.
-    const env = { ...process.env };
-    for (const k of ['REDIS_HOST', 'REDIS_PORT', 'REDIS_PASSWORD', 'WORKER_ID', 'WORKER_CONCURRENCY', 'WORKER_REGION',
-      'WORKER_CAPABILITIES', 'HEALTH_PORT', 'LOG_LEVEL', 'GUARDANT_CONFIG'])
-      delete env[k];
-    this.launch(bin, ['--config', file], env);
+    const file = await this.writeConfig(redisPort);
+    this.launch(bin, ['--config', file], cppWorkerEnv());
+    if (this.opts.waitReady === false) return;
     await waitFor(
       async () => {
         await this.failIfExited('before it was ready');
@@ -475,6 +537,34 @@ export class NodeWorker extends WorkerProcess {
   }
 }
 
+// Runs $GUARDANT_WORKER_BIN once with `args` (a one-shot command such as
+// `workers` or `--check-config`, or a worker expected to exit by itself) and
+// resolves { code, signal, stdout, stderr }; killed and rejected after
+// `timeoutMs`.
+export async function runWorkerCommand(args, { timeoutMs = 15_000 } = {}) {
+  const bin = process.env.GUARDANT_WORKER_BIN;
+  if (!bin) throw new Error('GUARDANT_WORKER_BIN is not set (ctest sets it)');
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: cppWorkerEnv() });
+  children.add(proc);
+  const out = [];
+  const err = [];
+  proc.stdout.on('data', (c) => out.push(c));
+  proc.stderr.on('data', (c) => err.push(c));
+  const done = new Promise((resolve, reject) => {
+    proc.on('error', reject);
+    proc.on('close', (code, signal) => {
+      children.delete(proc);
+      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+  });
+  try {
+    return await within(done, timeoutMs, `guardant-worker ${args.join(' ')} to exit`);
+  } catch (e) {
+    proc.kill('SIGKILL');
+    throw new Error(`${e.message}\nstdout: ${Buffer.concat(out).toString('utf8')}\nstderr: ${Buffer.concat(err).toString('utf8')}`);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Per-test environment
 // ---------------------------------------------------------------------------
@@ -504,6 +594,13 @@ export class TestEnv {
   async nodeWorker(opts = {}) {
     const o = { ...WORKER_DEFAULTS, id: `node-${++workerCounter}`, ...opts };
     return this.launchWorker(new NodeWorker(o, this.logDir));
+  }
+
+  // Writes the TOML a C++ worker with these options would run with, without
+  // starting it (for `--check-config`, or a process the test spawns itself).
+  async cppConfigFile(opts = {}) {
+    const w = new CppWorker({ ...WORKER_DEFAULTS, id: `cpp-${++workerCounter}`, ...opts }, this.logDir);
+    return w.writeConfig(this.redis.port);
   }
 
   // The names of the brief.
