@@ -312,6 +312,10 @@ export class RedisServer {
 //   waitReady         false: start() returns once the process is spawned
 //                     instead of waiting for GET /ready (a worker expected
 //                     to refuse to start)
+//   results           { jsonl, spoolPath, stream: { enabled, key, maxlen },
+//                     status: { enabled, prefix } }: the [results] sections,
+//                     a key left out keeps the worker's default; when absent,
+//                     jsonl = "" and the stream and status sinks are off
 const WORKER_DEFAULTS = {
   region: 'test',
   concurrency: 10,
@@ -456,15 +460,22 @@ bind = "127.0.0.1"
 port = ${this.healthPort}
 
 ${this.limitsToml()}
-[results]
-jsonl = ""
+${this.resultsToml()}`;
+  }
 
-[results.stream]
-enabled = false
-
-[results.status]
-enabled = false
-`;
+  resultsToml() {
+    const r = this.opts.results;
+    // Result persistence is not what most of this suite tests: by default
+    // nothing but the returnvalue.
+    if (!r) return '[results]\njsonl = ""\n\n[results.stream]\nenabled = false\n\n[results.status]\nenabled = false\n';
+    const keys = (o, names) =>
+      Object.entries(names).filter(([js]) => o?.[js] !== undefined).map(([js, toml]) => {
+        const v = o[js];
+        return `${toml} = ${typeof v === 'string' ? tomlString(v) : v}\n`;
+      }).join('');
+    return `[results]\njsonl = ${tomlString(r.jsonl ?? '')}\n${keys(r, { spoolPath: 'spool_path' })}` +
+      `\n[results.stream]\n${keys(r.stream, { enabled: 'enabled', key: 'key', maxlen: 'maxlen' })}` +
+      `\n[results.status]\n${keys(r.status, { enabled: 'enabled', prefix: 'prefix' })}`;
   }
 
   limitsToml() {
