@@ -175,6 +175,10 @@ prefix = "${PREFIX}"
 [health]
 bind = "127.0.0.1"
 port = ${healthPort}
+# Node's Worker has no per-nest limits: no limit here either (a job with no
+# tier gets the default tier; "unlimited" costs no round trip).
+[limits]
+default_tier = "unlimited"
 [results]
 jsonl = ""
 [results.stream]
