@@ -79,7 +79,7 @@ QueueWorker::QueueWorker(boost::asio::io_context& io, Clock& clock, const RedisS
     // the order they were made.
     auto pending = std::move(pending_writes_);
     pending_writes_.clear();
-    for (auto& [id, w] : pending) w.send();
+    for (auto& [id, w] : pending) send_write(std::move(w));
     if (!started_) return;
     // Fetch again; recover jobs of workers that died meanwhile (the script
     // itself keeps this to once per interval fleet-wide).
@@ -368,25 +368,26 @@ void QueueWorker::write_outcome(const std::string& key, JobOutcome outcome) {
       fetch_next = false;
       break;
   }
-  auto write_id = next_write_id_++;
-  // Kept as a closure so a write that meets a dropped connection can be
-  // re-sent, unchanged, once Redis is back: the scripts refuse a second
-  // finish of the same attempt (the lock is gone), so this never doubles.
-  auto send = std::make_shared<std::function<void()>>();
-  *send = [this, key, script, args, how, write_id, token = next_token_str, send]() {
-    ++writes_in_flight_;
-    redis::eval(*commands_, *script, leases_.at(key).consumer->keys.script_keys(), args,
-                [this, key, how, write_id, token, send](Result<Reply> r) {
-                  --writes_in_flight_;
-                  if (!r && is_connection_error(r.error())) {
-                    auto& l = leases_.at(key);
-                    pending_writes_.emplace(write_id, PendingWrite{l.consumer, l.job.id, *send});
-                    return maybe_stopped();
-                  }
-                  after_write(key, std::move(r), how, token);
-                });
-  };
-  (*send)();
+  send_write({next_write_id_++, key, script, std::move(args), how, next_token_str});
+}
+
+void QueueWorker::send_write(OutcomeWrite write) {
+  ++writes_in_flight_;
+  const auto& keys = leases_.at(write.lease_key).consumer->keys.script_keys();
+  auto script = write.script;
+  auto args = write.args;
+  redis::eval(*commands_, *script, keys, std::move(args),
+              [this, write = std::move(write)](Result<Reply> r) mutable {
+                --writes_in_flight_;
+                // The scripts refuse a second finish of the same attempt (the
+                // lock is gone), so re-sending after a drop never doubles it.
+                if (!r && is_connection_error(r.error())) {
+                  auto id = write.id;
+                  pending_writes_.emplace(id, std::move(write));
+                  return maybe_stopped();
+                }
+                after_write(write.lease_key, std::move(r), write.how, write.next_token);
+              });
 }
 
 }  // namespace guardant::engine

@@ -29,6 +29,7 @@
 #include "queue/queue_job.hpp"
 #include "queue/queue_keys.hpp"
 #include "queue/repeat_schedule.hpp"
+#include "redis/lua_script.hpp"
 #include "redis/redis_connection.hpp"
 
 namespace guardant::engine {
@@ -134,10 +135,15 @@ class QueueWorker {
     bool lost = false;    // lock renewal found another holder or none
     bool ending = false;  // the outcome is being written
   };
-  struct PendingWrite {
-    Consumer* consumer;
-    std::string job_id;
-    std::function<void()> send;  // re-sends the write (after a reconnect)
+  // One outcome write: kept as data so that a write that meets a dropped
+  // connection can be re-sent, unchanged, once Redis is back.
+  struct OutcomeWrite {
+    uint64_t id = 0;
+    std::string lease_key;
+    const redis::LuaScript* script = nullptr;
+    std::vector<std::string> args;
+    const char* how = "";
+    std::string next_token;
   };
 
   std::string next_token();
@@ -150,6 +156,7 @@ class QueueWorker {
   void begin(Consumer& c, QueueJob job);
   void end(const std::string& lease_key, JobOutcome outcome);
   void write_outcome(const std::string& lease_key, JobOutcome outcome);
+  void send_write(OutcomeWrite write);
   void after_write(const std::string& lease_key, Result<redis::Reply> reply, const char* how,
                    const std::string& next_token);
   void every(Clock::TimerId& id, Nanos period, void (QueueWorker::*fn)());
@@ -173,7 +180,7 @@ class QueueWorker {
   std::mt19937_64 rng_;
 
   std::map<std::string, Lease> leases_;
-  std::map<uint64_t, PendingWrite> pending_writes_;  // failed on disconnect, re-sent on ready
+  std::map<uint64_t, OutcomeWrite> pending_writes_;  // failed on disconnect, re-sent on ready
   uint64_t next_write_id_ = 1;
   size_t writes_in_flight_ = 0;
   bool started_ = false;
