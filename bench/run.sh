@@ -188,39 +188,9 @@ BENCH=$BUILD/bench/guardant-probe-bench
 PLUGINS=$BUILD/plugins
 
 # ------------------------------------------------------------------ nginx
-NGINX_PORT=$(free_port)
-mkdir -p "$WORK/nginx/www" "$WORK/nginx/tmp" "$WORK/nginx/logs"
-# A small page (~600 bytes, like nginx's welcome page).
-python3 -c 'print("<!doctype html><title>guardant bench</title><p>" + "ok " * 180 + "</p>")' \
-  >"$WORK/nginx/www/index.html"
-chmod -R a+rX "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-# One worker: the same fixed share of the 2 cores for every prober.
-worker_processes 1;
-worker_rlimit_nofile 30000;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 20000; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/tmp/body;
-  proxy_temp_path $WORK/nginx/tmp/proxy;
-  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
-  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
-  scgi_temp_path $WORK/nginx/tmp/scgi;
-  server {
-    listen 127.0.0.1:$NGINX_PORT backlog=4096;
-    root $WORK/nginx/www;
-    location / { }
-  }
-}
-EOF
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' 2>"$WORK/nginx/logs/stderr" &
-NGINX_PID=$!
-PIDS+=("$NGINX_PID")
-wait_http "http://127.0.0.1:$NGINX_PORT/index.html"
-log "nginx on 127.0.0.1:$NGINX_PORT (pid $NGINX_PID)"
-WEB_TARGET="http://127.0.0.1:$NGINX_PORT/index.html"
+# shellcheck source=bench/lib/nginx.sh
+source "$ROOT/bench/lib/nginx.sh"
+start_bench_nginx
 TCP_TARGET="127.0.0.1:$NGINX_PORT"
 PING_TARGET="127.0.0.1"
 

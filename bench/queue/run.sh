@@ -157,39 +157,9 @@ fi
 BULLMQ_VERSION=$(node -p "require('$HERE/node_modules/bullmq/package.json').version")
 
 # ------------------------------------------------------------------ nginx
-NGINX_PORT=$(free_port)
-mkdir -p "$WORK/nginx/www" "$WORK/nginx/tmp" "$WORK/nginx/logs"
-# The page of bench/run.sh (~600 bytes, like nginx's welcome page).
-python3 -c 'print("<!doctype html><title>guardant bench</title><p>" + "ok " * 180 + "</p>")' \
-  >"$WORK/nginx/www/index.html"
-chmod -R a+rX "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-# One worker, as in bench/run.sh.
-worker_processes 1;
-worker_rlimit_nofile 30000;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 20000; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/tmp/body;
-  proxy_temp_path $WORK/nginx/tmp/proxy;
-  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
-  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
-  scgi_temp_path $WORK/nginx/tmp/scgi;
-  server {
-    listen 127.0.0.1:$NGINX_PORT backlog=4096;
-    root $WORK/nginx/www;
-    location / { }
-  }
-}
-EOF
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' 2>"$WORK/nginx/logs/stderr" &
-NGINX_PID=$!
-PIDS+=("$NGINX_PID")
-wait_http "http://127.0.0.1:$NGINX_PORT/index.html"
-WEB_TARGET="http://127.0.0.1:$NGINX_PORT/index.html"
-log "nginx on 127.0.0.1:$NGINX_PORT (pid $NGINX_PID)"
+# shellcheck source=bench/lib/nginx.sh
+source "$ROOT/bench/lib/nginx.sh"
+start_bench_nginx
 
 # ------------------------------------------------------------------ runs
 jobs_for() {  # kind concurrency
