@@ -97,32 +97,8 @@ wait_http() {  # url: up to 10 s
   done
   die "$1 did not answer"
 }
-# How busy the whole machine is (all cores, % over 1 s, steal counted as
-# busy); the same measure as bench/run.sh.
-cpu_busy_pct() {
-  local a b c d e f g h t0 i0 t1 i1
-  read -r _ a b c d e f g h _ </proc/stat
-  t0=$((a + b + c + d + e + f + g + h)) i0=$((d + e))
-  sleep 1
-  read -r _ a b c d e f g h _ </proc/stat
-  t1=$((a + b + c + d + e + f + g + h)) i1=$((d + e))
-  echo $((100 * ((t1 - t0) - (i1 - i0)) / (t1 - t0 > 0 ? t1 - t0 : 1)))
-}
-BUSY=0
-wait_quiet() {
-  local waited=0
-  while :; do
-    BUSY=$(cpu_busy_pct)
-    ((BUSY <= QUIET_PCT)) && return 0
-    if ((waited >= QUIET_WAIT)); then
-      log "  the machine is still ${BUSY}% busy after ${QUIET_WAIT}s of waiting; measuring anyway (recorded)"
-      return 0
-    fi
-    ((waited == 0)) && log "  the machine is ${BUSY}% busy with other work; waiting for it to settle (up to ${QUIET_WAIT}s)"
-    sleep 4
-    waited=$((waited + 5))
-  done
-}
+# shellcheck source=bench/lib/machine.sh
+source "$ROOT/bench/lib/machine.sh"
 
 # ------------------------------------------------------------------ build
 GIT_HEAD=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
